@@ -1,0 +1,2 @@
+//! Frameguard configuration (KDL, in the shape of the sentinel.kdl examples).
+pub mod policy;
