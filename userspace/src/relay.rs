@@ -1,0 +1,406 @@
+//! Frame relay between an upgraded client and its upstream (the userspace data path).
+//!
+//! Each direction is a pump: read what the socket has, decode complete events, decide on each
+//! message, re-encode the allowed ones for the other side (client->upstream frames get a fresh
+//! mask) and write them before reading again, so a slow reader stalls its writer instead of
+//! growing a buffer. Closing is coordinated here: a Close is forwarded and the other side's reply
+//! awaited for a bounded time; a protocol violation closes the offender with its code and the
+//! other side with a neutral one, and the offending message is never written anywhere.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use frameguard_codec::{
+    close_payload, encode_control, encode_message, CloseCode, Control, Decoder, DecoderConfig,
+    Event, OpCode, ProtocolError, Role,
+};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::Mutex;
+use tokio::time::timeout;
+
+use crate::verdict::{Decision, MessageInspector};
+
+/// Which way a message travels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Client -> upstream.
+    Inbound,
+    /// Upstream -> client.
+    Outbound,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+        }
+    }
+}
+
+pub struct RelaySettings {
+    pub max_message_size: usize,
+    /// RSV bits the negotiated extensions use (RSV1 for permessage-deflate).
+    pub allowed_rsv: u8,
+    /// How long to wait for the other side's Close, and for the offender to hang up after we
+    /// closed it.
+    pub close_timeout: Duration,
+    pub read_buffer: usize,
+}
+
+/// Counters of one direction, for the access log and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DirectionStats {
+    pub frames: u64,
+    pub messages: u64,
+    pub bytes: u64,
+}
+
+/// How a relayed connection ended.
+#[derive(Debug, Default)]
+pub struct RelayOutcome {
+    pub inbound: DirectionStats,
+    pub outbound: DirectionStats,
+    /// The close code the client was sent or sent, if any.
+    pub close_code: Option<u16>,
+    pub close_reason: String,
+}
+
+type Reader = Box<dyn AsyncRead + Send + Unpin>;
+
+/// A write half that refuses to write anything after a Close frame, as RFC 6455 requires.
+struct Sink {
+    io: Box<dyn AsyncWrite + Send + Unpin>,
+    /// The code of the Close frame written to this side (0 when it carried none).
+    close_sent: Option<u16>,
+    failed: bool,
+}
+
+impl Sink {
+    fn new(io: Box<dyn AsyncWrite + Send + Unpin>) -> SharedSink {
+        Arc::new(Mutex::new(Sink {
+            io,
+            close_sent: None,
+            failed: false,
+        }))
+    }
+
+    /// Write frames; `close` is the code of a Close frame at their end, if there is one.
+    /// Returns false when the socket failed.
+    async fn write(&mut self, bytes: &[u8], close: Option<u16>) -> bool {
+        if self.close_sent.is_some() || self.failed {
+            return !self.failed;
+        }
+        self.close_sent = close;
+        if self.io.write_all(bytes).await.is_err() || self.io.flush().await.is_err() {
+            self.failed = true;
+        }
+        !self.failed
+    }
+
+    async fn close(&mut self, notice: Notice, mask: Option<[u8; 4]>) {
+        let mut frame = BytesMut::new();
+        let ctrl = Control {
+            opcode: OpCode::Close,
+            payload: close_payload(notice.0, notice.1),
+        };
+        encode_control(&mut frame, &ctrl, mask);
+        self.write(&frame, Some(notice.0 .0)).await;
+    }
+
+    async fn finish(&mut self) {
+        let _ = self.io.shutdown().await;
+    }
+}
+
+type SharedSink = Arc<Mutex<Sink>>;
+
+/// A Close the proxy itself sends: code and reason.
+type Notice = (CloseCode, &'static str);
+
+/// Why one pump stopped.
+#[derive(Debug)]
+enum PumpEnd {
+    /// The source sent a Close (code, if any), which was forwarded.
+    Closed(Option<u16>),
+    /// The source's TCP stream ended (or failed) without a Close.
+    Eof,
+    /// The destination could not be written.
+    DestinationFailed,
+    /// The source broke the protocol or a policy; nothing of the offending message was forwarded.
+    Violation {
+        code: CloseCode,
+        reason: &'static str,
+    },
+}
+
+struct Pump {
+    direction: Direction,
+    source: Reader,
+    destination: SharedSink,
+    decoder: Decoder,
+    read_buf: BytesMut,
+    write_buf: BytesMut,
+    events: Vec<Event>,
+    decisions: Vec<Decision>,
+    rng: StdRng,
+    read_buffer: usize,
+    stats: DirectionStats,
+}
+
+impl Pump {
+    async fn run(mut self, inspector: &mut dyn MessageInspector) -> (Pump, PumpEnd) {
+        // Bytes that arrived with the handshake are decoded before the first read.
+        let end = loop {
+            let failure = self.decode_available();
+            if let Some(end) = self.forward(inspector, failure).await {
+                break end;
+            }
+            if self.read_buf.capacity() - self.read_buf.len() < self.read_buffer / 2 {
+                self.read_buf.reserve(self.read_buffer);
+            }
+            match self.source.read_buf(&mut self.read_buf).await {
+                Ok(0) | Err(_) => break PumpEnd::Eof,
+                Ok(n) => self.stats.bytes += n as u64,
+            }
+        };
+        (self, end)
+    }
+
+    /// Decode every complete event in the read buffer, up to a Close or a protocol error.
+    fn decode_available(&mut self) -> Option<ProtocolError> {
+        loop {
+            match self.decoder.decode(&mut self.read_buf) {
+                Ok(Some(event)) => {
+                    let is_close = matches!(&event, Event::Control(c) if c.opcode == OpCode::Close);
+                    self.events.push(event);
+                    if is_close {
+                        return None;
+                    }
+                }
+                Ok(None) => return None,
+                Err(err) => return Some(err),
+            }
+        }
+    }
+
+    fn next_mask(rng: &mut StdRng, direction: Direction) -> Option<[u8; 4]> {
+        (direction == Direction::Inbound).then(|| rng.gen())
+    }
+
+    /// Inspect the decoded events as one batch and write the allowed ones in order, stopping at
+    /// the first one refused. Returns why the pump ends, if it does.
+    async fn forward(
+        &mut self,
+        inspector: &mut dyn MessageInspector,
+        failure: Option<ProtocolError>,
+    ) -> Option<PumpEnd> {
+        self.decisions.clear();
+        inspector.inspect(self.direction, &self.events, &mut self.decisions);
+        let mut end = None;
+        let mut close = None;
+        for (event, decision) in self.events.drain(..).zip(self.decisions.drain(..)) {
+            if let Decision::Close(code, reason) = decision {
+                end = Some(PumpEnd::Violation { code, reason });
+                break;
+            }
+            match &event {
+                Event::Message(msg) => {
+                    self.stats.messages += 1;
+                    self.stats.frames += msg.fragments.len() as u64;
+                    let (rng, direction) = (&mut self.rng, self.direction);
+                    encode_message(&mut self.write_buf, msg, || Self::next_mask(rng, direction));
+                }
+                Event::Control(ctrl) => {
+                    self.stats.frames += 1;
+                    let mask = Self::next_mask(&mut self.rng, self.direction);
+                    encode_control(&mut self.write_buf, ctrl, mask);
+                    if ctrl.opcode == OpCode::Close {
+                        let code = ctrl.close_code_reason().map(|(code, _)| code.0);
+                        close = Some(code.unwrap_or(0));
+                        end = Some(PumpEnd::Closed(code));
+                        break;
+                    }
+                }
+            }
+        }
+        if !self.write_buf.is_empty() {
+            let written = self
+                .destination
+                .lock()
+                .await
+                .write(&self.write_buf, close)
+                .await;
+            self.write_buf.clear();
+            if !written {
+                return Some(PumpEnd::DestinationFailed);
+            }
+        }
+        end.or(failure.map(|err| PumpEnd::Violation {
+            code: err.code,
+            reason: err.reason,
+        }))
+    }
+}
+
+/// One side of the relay: the upgraded stream and the bytes already read past the handshake.
+pub struct Peer<S> {
+    pub stream: S,
+    pub buffered: Bytes,
+}
+
+/// The Closes the proxy sends when one pump ends first: to that pump's source, and to the
+/// other side.
+fn notices(first: Direction, end: &PumpEnd) -> (Option<Notice>, Option<Notice>) {
+    const CLIENT_GONE: Notice = (CloseCode::GOING_AWAY, "client went away");
+    const UPSTREAM_GONE: Notice = (CloseCode::INTERNAL, "upstream connection lost");
+    let (source_gone, other_gone) = match first {
+        Direction::Inbound => (CLIENT_GONE, UPSTREAM_GONE),
+        Direction::Outbound => (UPSTREAM_GONE, CLIENT_GONE),
+    };
+    match end {
+        PumpEnd::Closed(_) => (None, None),
+        PumpEnd::Eof => (None, Some(source_gone)),
+        PumpEnd::DestinationFailed => (Some(other_gone), None),
+        PumpEnd::Violation { code, reason } => {
+            let to_other = match first {
+                Direction::Inbound => (CloseCode::GOING_AWAY, "client closed by proxy"),
+                Direction::Outbound => (CloseCode::BAD_GATEWAY, "upstream violated the protocol"),
+            };
+            (Some((*code, reason)), Some(to_other))
+        }
+    }
+}
+
+/// Read and drop what the offender still sends, so that closing the socket does not turn into
+/// a reset that could destroy the Close frame we just sent it.
+async fn discard_until_eof(source: &mut Reader) {
+    let mut scratch = vec![0u8; 16 * 1024];
+    while let Ok(n) = source.read(&mut scratch).await {
+        if n == 0 {
+            break;
+        }
+    }
+}
+
+/// Relay frames between `client` and `upstream` until the connection ends.
+pub async fn relay<C, U>(
+    client: Peer<C>,
+    upstream: Peer<U>,
+    settings: &RelaySettings,
+    inbound_inspector: &mut dyn MessageInspector,
+    outbound_inspector: &mut dyn MessageInspector,
+) -> RelayOutcome
+where
+    C: AsyncRead + AsyncWrite + Send + 'static,
+    U: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (client_read, client_write) = tokio::io::split(client.stream);
+    let (upstream_read, upstream_write) = tokio::io::split(upstream.stream);
+    let client_sink = Sink::new(Box::new(client_write));
+    let upstream_sink = Sink::new(Box::new(upstream_write));
+    let new_pump =
+        |direction, source: Reader, destination: &SharedSink, buffered: Bytes, role| Pump {
+            direction,
+            source,
+            destination: destination.clone(),
+            decoder: Decoder::new(DecoderConfig {
+                role,
+                allowed_rsv: settings.allowed_rsv,
+                max_message_size: settings.max_message_size,
+            }),
+            read_buf: BytesMut::from(&buffered[..]),
+            write_buf: BytesMut::new(),
+            events: Vec::new(),
+            decisions: Vec::new(),
+            rng: StdRng::from_entropy(),
+            read_buffer: settings.read_buffer,
+            stats: DirectionStats::default(),
+        };
+    let inbound = new_pump(
+        Direction::Inbound,
+        Box::new(client_read),
+        &upstream_sink,
+        client.buffered,
+        Role::Server,
+    );
+    let outbound = new_pump(
+        Direction::Outbound,
+        Box::new(upstream_read),
+        &client_sink,
+        upstream.buffered,
+        Role::Client,
+    );
+
+    let inbound_run = inbound.run(inbound_inspector);
+    let outbound_run = outbound.run(outbound_inspector);
+    tokio::pin!(inbound_run, outbound_run);
+    let (first, (mut first_pump, first_end)) = tokio::select! {
+        ended = &mut inbound_run => (Direction::Inbound, ended),
+        ended = &mut outbound_run => (Direction::Outbound, ended),
+    };
+    let (source_sink, other_sink) = match first {
+        Direction::Inbound => (&client_sink, &upstream_sink),
+        Direction::Outbound => (&upstream_sink, &client_sink),
+    };
+    let source_mask = (first == Direction::Outbound).then(rand::random::<[u8; 4]>);
+    let other_mask = (first == Direction::Inbound).then(rand::random::<[u8; 4]>);
+    let (to_source, to_other) = notices(first, &first_end);
+    if let Some(notice) = to_source {
+        let mut sink = source_sink.lock().await;
+        sink.close(notice, source_mask).await;
+        sink.finish().await;
+    }
+    if let Some(notice) = to_other {
+        other_sink.lock().await.close(notice, other_mask).await;
+    }
+    let drain = async {
+        if matches!(first_end, PumpEnd::Violation { .. }) {
+            let _ = timeout(
+                settings.close_timeout,
+                discard_until_eof(&mut first_pump.source),
+            )
+            .await;
+        }
+    };
+    // The other pump carries on until its peer answers the Close (ours or the forwarded one).
+    let (second_pump, second_end) = match first {
+        Direction::Inbound => tokio::join!(timeout(settings.close_timeout, outbound_run), drain).0,
+        Direction::Outbound => tokio::join!(timeout(settings.close_timeout, inbound_run), drain).0,
+    }
+    .map_or((None, None), |(pump, end)| (Some(pump), Some(end)));
+
+    client_sink.lock().await.finish().await;
+    upstream_sink.lock().await.finish().await;
+    let client_sent = |end: Option<&PumpEnd>| match end {
+        Some(PumpEnd::Closed(code)) => Some(code.unwrap_or(0)),
+        _ => None,
+    };
+    let (inbound_stats, outbound_stats, client_close) = match first {
+        Direction::Inbound => (
+            first_pump.stats,
+            second_pump.map(|p| p.stats).unwrap_or_default(),
+            client_sent(Some(&first_end)),
+        ),
+        Direction::Outbound => (
+            second_pump.as_ref().map(|p| p.stats).unwrap_or_default(),
+            first_pump.stats,
+            client_sent(second_end.as_ref()),
+        ),
+    };
+    let client_sink = client_sink.lock().await;
+    RelayOutcome {
+        inbound: inbound_stats,
+        outbound: outbound_stats,
+        close_code: client_sink
+            .close_sent
+            .or(client_close)
+            .filter(|&code| code != 0),
+        close_reason: match (&first_end, first) {
+            (PumpEnd::Violation { reason, .. }, Direction::Inbound) => (*reason).to_owned(),
+            _ => String::new(),
+        },
+    }
+}

@@ -1,0 +1,347 @@
+//! One client connection: HTTP/1.1 via hyper, routed; WebSocket upgrades are validated on both
+//! sides and then handed to the relay, plain requests are proxied, builtin routes answered.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use frameguard_config::{BuiltinHandler, RouteAction};
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Version};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+use tracing::{debug, info, warn};
+
+use crate::app::App;
+use crate::handshake::{self, ClientUpgrade};
+use crate::relay::{self, Peer, RelaySettings};
+use crate::verdict::PassThrough;
+
+pub type Body = BoxBody<Bytes, hyper::Error>;
+
+/// Largest request head accepted; bigger ones get 431.
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// A client must finish its request head within this time (slowloris).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+const RELAY_READ_BUFFER: usize = 64 * 1024;
+
+/// Per-worker resources: pooled HTTP clients, one per upstream.
+pub struct Worker {
+    pub app: Arc<App>,
+    http_clients: Vec<Client<HttpConnector, Incoming>>,
+}
+
+impl Worker {
+    pub fn new(app: Arc<App>) -> Worker {
+        let http_clients = app
+            .upstreams
+            .iter()
+            .map(|pool| {
+                let mut connector = HttpConnector::new();
+                connector.set_connect_timeout(Some(pool.connect_timeout));
+                connector.set_nodelay(true);
+                Client::builder(TokioExecutor::new())
+                    .pool_timer(TokioTimer::new())
+                    .pool_idle_timeout(Duration::from_secs(60))
+                    .build(connector)
+            })
+            .collect();
+        Worker { app, http_clients }
+    }
+}
+
+/// What a request handler knows about its connection.
+struct Connection {
+    worker: Arc<Worker>,
+    peer: SocketAddr,
+    scheme: &'static str,
+}
+
+/// Serve one accepted client connection until it closes.
+pub async fn serve(worker: Arc<Worker>, stream: TcpStream, peer: SocketAddr, scheme: &'static str) {
+    let _ = stream.set_nodelay(true);
+    let conn = Arc::new(Connection {
+        worker,
+        peer,
+        scheme,
+    });
+    let service = service_fn(move |req| {
+        let conn = conn.clone();
+        async move { Ok::<_, Infallible>(handle(req, conn).await) }
+    });
+    let result = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HANDSHAKE_TIMEOUT)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades()
+        .await;
+    if let Err(err) = result {
+        debug!(%peer, error = %err, "client connection ended with an error");
+    }
+}
+
+async fn handle(req: Request<Incoming>, conn: Arc<Connection>) -> Response<Body> {
+    let app = &conn.worker.app;
+    let headers: Vec<(&str, &[u8])> = req
+        .headers()
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_bytes()))
+        .collect();
+    let info = frameguard_config::RequestInfo {
+        path: req.uri().path(),
+        query: req.uri().query(),
+        headers: &headers,
+    };
+    let Some(route_index) = app.router.select(&info) else {
+        return text(StatusCode::NOT_FOUND, "no route matches this request\n");
+    };
+    drop(headers);
+    let route = app.route(route_index);
+    match &route.action {
+        RouteAction::Builtin(BuiltinHandler::Health) => health(app),
+        RouteAction::Upstream(name) => {
+            let Some(upstream) = app.upstream_index(name) else {
+                return text(StatusCode::BAD_GATEWAY, "route has no upstream\n");
+            };
+            if handshake::wants_websocket(req.headers()) {
+                websocket(req, route_index, upstream, &conn).await
+            } else {
+                proxy_http(req, upstream, &conn).await
+            }
+        }
+    }
+}
+
+fn health(app: &App) -> Response<Body> {
+    let body = serde_json::json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_secs": app.started.elapsed().as_secs(),
+    });
+    let mut resp = full(StatusCode::OK, body.to_string() + "\n");
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+async fn websocket(
+    mut req: Request<Incoming>,
+    route_index: usize,
+    upstream: usize,
+    conn: &Connection,
+) -> Response<Body> {
+    let app = conn.worker.app.clone();
+    let route = app.route(route_index);
+    if !route.websocket.enabled {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "WebSocket is not enabled on this route\n",
+        );
+    }
+    let upgrade =
+        match handshake::validate_client_upgrade(req.method(), req.version(), req.headers()) {
+            Ok(upgrade) => upgrade,
+            Err(rejection) => {
+                debug!(peer = %conn.peer, reason = rejection.reason, "upgrade rejected");
+                let mut resp = text(rejection.status, &format!("{}\n", rejection.reason));
+                if rejection.status == StatusCode::UPGRADE_REQUIRED {
+                    resp.headers_mut().insert(
+                        header::SEC_WEBSOCKET_VERSION,
+                        HeaderValue::from_static("13"),
+                    );
+                }
+                return resp;
+            }
+        };
+    let pool = &app.upstreams[upstream];
+    let target = pool.pick().to_owned();
+    let upstream_resp = match open_upstream(&req, &upgrade, &target, conn, pool.connect_timeout)
+        .await
+    {
+        Ok(resp) => resp,
+        Err(err) => {
+            warn!(route = %route.name, upstream = %pool.name, %target, error = %err, "upstream handshake failed");
+            return text(StatusCode::BAD_GATEWAY, "upstream unavailable\n");
+        }
+    };
+    if upstream_resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        // Not a WebSocket: the client gets the upstream's answer as plain HTTP.
+        return upstream_resp.map(BodyExt::boxed);
+    }
+    let negotiated = match handshake::validate_upstream_switch(upstream_resp.headers(), &upgrade) {
+        Ok(negotiated) => negotiated,
+        Err(bad) => {
+            warn!(route = %route.name, %target, reason = bad.0, "refusing upstream 101");
+            return text(
+                StatusCode::BAD_GATEWAY,
+                "upstream sent an invalid WebSocket handshake\n",
+            );
+        }
+    };
+    let mut switch = Response::new(empty());
+    *switch.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    *switch.headers_mut() = handshake::client_switch_headers(upstream_resp.headers(), &upgrade.key);
+
+    let client_upgrade = hyper::upgrade::on(&mut req);
+    let upstream_upgrade = hyper::upgrade::on(upstream_resp);
+    let settings = RelaySettings {
+        max_message_size: route.websocket.max_message_size,
+        allowed_rsv: if negotiated.deflate.is_some() {
+            frameguard_codec::RSV1
+        } else {
+            0
+        },
+        close_timeout: CLOSE_TIMEOUT,
+        read_buffer: RELAY_READ_BUFFER,
+    };
+    let peer = conn.peer;
+    tokio::spawn(async move {
+        let route = app.route(route_index);
+        let (client, upstream) = match tokio::try_join!(client_upgrade, upstream_upgrade) {
+            Ok(pair) => pair,
+            Err(err) => return debug!(%peer, error = %err, "upgrade did not complete"),
+        };
+        let (Some(client), Some(upstream)) = (tcp_peer(client), tcp_peer(upstream)) else {
+            return warn!(%peer, "upgraded connection is not TCP");
+        };
+        let started = std::time::Instant::now();
+        let outcome = relay::relay(
+            client,
+            upstream,
+            &settings,
+            &mut PassThrough,
+            &mut PassThrough,
+        )
+        .await;
+        info!(
+            client = %peer,
+            route = %route.name,
+            upstream = %target,
+            duration_ms = started.elapsed().as_millis() as u64,
+            frames_in = outcome.inbound.frames,
+            bytes_in = outcome.inbound.bytes,
+            frames_out = outcome.outbound.frames,
+            bytes_out = outcome.outbound.bytes,
+            close_code = outcome.close_code.unwrap_or(0),
+            close_reason = %outcome.close_reason,
+            "websocket closed"
+        );
+    });
+    switch
+}
+
+fn tcp_peer(upgraded: hyper::upgrade::Upgraded) -> Option<Peer<TcpStream>> {
+    let parts = upgraded.downcast::<TokioIo<TcpStream>>().ok()?;
+    Some(Peer {
+        stream: parts.io.into_inner(),
+        buffered: parts.read_buf,
+    })
+}
+
+/// Connect to `target` and send it the upgrade request; returns its answer.
+async fn open_upstream(
+    req: &Request<Incoming>,
+    upgrade: &ClientUpgrade,
+    target: &str,
+    conn: &Connection,
+    connect_timeout: Duration,
+) -> anyhow::Result<Response<Incoming>> {
+    let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(target)).await??;
+    stream.set_nodelay(true)?;
+    let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await?;
+    tokio::spawn(connection.with_upgrades());
+    let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let mut upstream_req = Request::new(Empty::<Bytes>::new());
+    *upstream_req.uri_mut() = path.parse()?;
+    *upstream_req.version_mut() = Version::HTTP_11;
+    *upstream_req.headers_mut() = handshake::upstream_request_headers(
+        req.headers(),
+        conn.peer.ip(),
+        conn.scheme,
+        Some(upgrade),
+    );
+    if !upstream_req.headers().contains_key(header::HOST) {
+        upstream_req
+            .headers_mut()
+            .insert(header::HOST, HeaderValue::from_str(target)?);
+    }
+    Ok(tokio::time::timeout(HANDSHAKE_TIMEOUT, sender.send_request(upstream_req)).await??)
+}
+
+/// Forward a plain HTTP request to the upstream over the worker's pooled client.
+async fn proxy_http(req: Request<Incoming>, upstream: usize, conn: &Connection) -> Response<Body> {
+    let app = &conn.worker.app;
+    let target = app.upstreams[upstream].pick();
+    let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let Ok(uri) = format!("http://{target}{path}").parse::<http::Uri>() else {
+        return text(StatusCode::BAD_REQUEST, "invalid request target\n");
+    };
+    let headers =
+        handshake::upstream_request_headers(req.headers(), conn.peer.ip(), conn.scheme, None);
+    let (parts, body) = req.into_parts();
+    let mut upstream_req = Request::new(body);
+    *upstream_req.method_mut() = parts.method;
+    *upstream_req.uri_mut() = uri;
+    *upstream_req.headers_mut() = headers;
+    match conn.worker.http_clients[upstream]
+        .request(upstream_req)
+        .await
+    {
+        Ok(resp) => {
+            let (mut parts, body) = resp.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            Response::from_parts(parts, body.boxed())
+        }
+        Err(err) => {
+            warn!(%target, error = %err, "upstream request failed");
+            text(StatusCode::BAD_GATEWAY, "upstream unavailable\n")
+        }
+    }
+}
+
+/// Drop hop-by-hop headers from a response before relaying it.
+fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+    let names: Vec<_> = headers
+        .keys()
+        .filter(|n| handshake::is_hop_by_hop(n))
+        .cloned()
+        .collect();
+    for name in names {
+        headers.remove(name);
+    }
+}
+
+fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+fn full(status: StatusCode, body: String) -> Response<Body> {
+    let mut resp = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *resp.status_mut() = status;
+    resp
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Body> {
+    let mut resp = full(status, body.to_owned());
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    resp
+}
