@@ -1,9 +1,16 @@
-//! The state every worker shares: the loaded configuration, its router and upstream pools.
+//! State shared by the workers: the current configuration (replaced on reload) and what must
+//! outlive a reload (metrics, connection counts, the shutdown signal).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use frameguard_config::{Config, Route, Router};
+use tokio::sync::watch;
+
+use crate::limits::ConnectionLimits;
+use crate::listener::TlsAcceptors;
+use crate::metrics::Metrics;
 
 /// The targets of one upstream, picked round-robin.
 pub struct UpstreamPool {
@@ -20,15 +27,16 @@ impl UpstreamPool {
     }
 }
 
+/// One loaded configuration with everything derived from it.
 pub struct App {
     pub config: Config,
     pub router: Router,
     pub upstreams: Vec<UpstreamPool>,
-    pub started: Instant,
+    pub tls: TlsAcceptors,
 }
 
 impl App {
-    pub fn new(config: Config) -> App {
+    pub fn new(config: Config, tls: TlsAcceptors) -> App {
         let router = Router::new(&config.routes);
         let upstreams = config
             .upstreams
@@ -44,7 +52,7 @@ impl App {
             config,
             router,
             upstreams,
-            started: Instant::now(),
+            tls,
         }
     }
 
@@ -55,5 +63,64 @@ impl App {
 
     pub fn route(&self, index: usize) -> &Route {
         &self.config.routes[index]
+    }
+}
+
+/// What every worker and connection shares for the life of the process.
+pub struct Shared {
+    current: RwLock<Arc<App>>,
+    pub metrics: Metrics,
+    pub limits: Arc<ConnectionLimits>,
+    /// Flips to true when the process starts shutting down.
+    pub shutdown: watch::Receiver<bool>,
+    pub started: Instant,
+    /// Accepted connections not yet fully closed.
+    open: AtomicUsize,
+}
+
+impl Shared {
+    pub fn new(app: App, shutdown: watch::Receiver<bool>) -> Shared {
+        Shared {
+            current: RwLock::new(Arc::new(app)),
+            metrics: Metrics::default(),
+            limits: Arc::default(),
+            shutdown,
+            started: Instant::now(),
+            open: AtomicUsize::new(0),
+        }
+    }
+
+    /// The configuration new connections use.
+    pub fn app(&self) -> Arc<App> {
+        self.current
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .clone()
+    }
+
+    /// Install a reloaded configuration; connections already open keep the one they started with.
+    pub fn replace(&self, app: App) {
+        *self
+            .current
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner()) = Arc::new(app);
+    }
+
+    /// Count one accepted connection until the guard drops (the shutdown drain waits for these).
+    pub fn open_guard(self: &Arc<Self>) -> OpenGuard {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        OpenGuard(self.clone())
+    }
+
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+}
+
+pub struct OpenGuard(Arc<Shared>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
     }
 }

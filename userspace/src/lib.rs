@@ -6,8 +6,11 @@
 
 pub mod app;
 pub mod handshake;
+pub mod limits;
 pub mod listener;
 pub mod metrics;
 pub mod relay;
 pub mod server;
+pub mod tls;
+pub mod upstream;
 pub mod verdict;

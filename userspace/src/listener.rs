@@ -1,26 +1,37 @@
-//! Listeners and the per-core workers that serve them.
+//! Listeners, the per-core workers that serve them, and the process lifecycle (signals,
+//! reload, graceful shutdown, the metrics endpoint).
 //!
 //! Each worker is a thread pinned to one core running its own current-thread tokio runtime,
 //! with its own SO_REUSEPORT socket on every listener address: the kernel spreads new
 //! connections over the workers and a connection never leaves the core that accepted it.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
-use frameguard_config::Protocol;
+use anyhow::Context;
+use frameguard_config::{Config, Protocol};
+use http::{Response, StatusCode};
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tokio_rustls::TlsAcceptor;
+use tracing::{error, info, warn};
 
-use crate::app::App;
-use crate::server::{self, Worker};
+use crate::app::{App, Shared};
+use crate::server::{self, Worker, HANDSHAKE_TIMEOUT};
+use crate::tls;
+
+/// Re-reads the configuration on SIGHUP (the same file and command-line overrides).
+pub type Reload = Box<dyn Fn() -> Result<Config, String> + Send>;
 
 /// One bound listener socket of one worker.
 struct BoundListener {
     name: String,
     socket: std::net::TcpListener,
-    scheme: &'static str,
 }
 
 fn bind_reuseport(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
@@ -35,7 +46,7 @@ fn bind_reuseport(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
     socket
         .bind(&addr.into())
         .with_context(|| format!("cannot bind {addr}"))?;
-    socket.listen(1024)?;
+    socket.listen(4096)?;
     Ok(socket.into())
 }
 
@@ -49,19 +60,13 @@ pub fn worker_count(configured: usize) -> usize {
 
 /// Bind every listener once per worker. Port 0 is resolved by the first bind so that all
 /// workers share the same port.
-fn bind_all(app: &App, workers: usize) -> anyhow::Result<Vec<Vec<BoundListener>>> {
+fn bind_all(config: &Config, workers: usize) -> anyhow::Result<Vec<Vec<BoundListener>>> {
     let mut per_worker: Vec<Vec<BoundListener>> = (0..workers).map(|_| Vec::new()).collect();
-    for listener in &app.config.listeners {
-        if listener.protocol == Protocol::Https {
-            bail!(
-                "listener `{}`: protocol \"https\" (TLS termination) is not available in this build",
-                listener.name
-            );
-        }
+    for listener in &config.listeners {
         let first = bind_reuseport(listener.address)
             .with_context(|| format!("listener `{}`", listener.name))?;
         let address = first.local_addr()?;
-        info!(listener = %listener.name, %address, workers, "listening");
+        info!(listener = %listener.name, %address, protocol = ?listener.protocol, workers, "listening");
         for (i, slot) in per_worker.iter_mut().enumerate() {
             let socket = if i == 0 {
                 first.try_clone()?
@@ -71,23 +76,52 @@ fn bind_all(app: &App, workers: usize) -> anyhow::Result<Vec<Vec<BoundListener>>
             slot.push(BoundListener {
                 name: listener.name.clone(),
                 socket,
-                scheme: "http",
             });
         }
     }
     Ok(per_worker)
 }
 
-/// Run the proxy until SIGINT or SIGTERM.
-pub fn run(app: Arc<App>) -> anyhow::Result<()> {
-    let workers = worker_count(app.config.system.worker_threads);
-    let bound = bind_all(&app, workers)?;
+/// TLS acceptors of the `https` listeners, by listener name.
+pub type TlsAcceptors = HashMap<String, TlsAcceptor>;
+
+fn tls_acceptors(config: &Config) -> anyhow::Result<TlsAcceptors> {
+    config
+        .listeners
+        .iter()
+        .filter(|l| l.protocol == Protocol::Https)
+        .map(|l| {
+            let files = l.tls.as_ref().context("https listener without tls block")?;
+            let acceptor =
+                tls::acceptor(files).with_context(|| format!("listener `{}`", l.name))?;
+            Ok((l.name.clone(), acceptor))
+        })
+        .collect()
+}
+
+/// Build everything a configuration needs before it serves a single connection.
+fn prepare(config: Config) -> anyhow::Result<App> {
+    let tls = tls_acceptors(&config)?;
+    Ok(App::new(config, tls))
+}
+
+/// Run the proxy until SIGINT or SIGTERM, then drain.
+pub fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
+    let workers = worker_count(config.system.worker_threads);
+    let bound = bind_all(&config, workers)?;
+    let metrics_socket = match &config.observability.metrics {
+        Some(m) => Some((
+            bind_reuseport(m.address).context("metrics listener")?,
+            m.path.clone(),
+        )),
+        None => None,
+    };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let shared = Arc::new(Shared::new(prepare(config)?, shutdown_rx));
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let mut threads = Vec::with_capacity(workers);
     for (index, listeners) in bound.into_iter().enumerate() {
-        let app = app.clone();
-        let shutdown = shutdown_rx.clone();
+        let shared = shared.clone();
         let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
         let thread = std::thread::Builder::new()
             .name(format!("frameguard-worker-{index}"))
@@ -101,60 +135,180 @@ pub fn run(app: Arc<App>) -> anyhow::Result<()> {
                     .enable_all()
                     .build()
                     .expect("worker runtime");
-                runtime.block_on(worker_main(app, listeners, shutdown))
+                runtime.block_on(worker_main(shared, listeners))
             })?;
         threads.push(thread);
     }
-    let signals = tokio::runtime::Builder::new_current_thread()
+    let control = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    signals.block_on(wait_for_shutdown_signal())?;
-    info!("shutting down");
+    control.block_on(async {
+        if let Some((socket, path)) = metrics_socket {
+            let listener = tokio::net::TcpListener::from_std(socket)?;
+            info!(address = %listener.local_addr()?, %path, "metrics listening");
+            tokio::spawn(serve_metrics(listener, path, shared.clone()));
+        }
+        supervise(&shared, &reload).await
+    })?;
+    info!(
+        open = shared.open_connections(),
+        "shutting down: no new connections, draining"
+    );
     let _ = shutdown_tx.send(true);
-    for thread in threads {
-        let _ = thread.join();
+    let grace = shared.app().config.system.graceful_shutdown_timeout;
+    let deadline = Instant::now() + grace;
+    while shared.open_connections() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
     }
+    let left = shared.open_connections();
+    if left > 0 {
+        warn!(left, "graceful shutdown timeout reached, closing the rest");
+    } else {
+        for thread in threads {
+            let _ = thread.join();
+        }
+    }
+    info!("stopped");
     Ok(())
 }
 
-async fn wait_for_shutdown_signal() -> anyhow::Result<()> {
+/// Wait for SIGINT/SIGTERM, applying SIGHUP reloads meanwhile.
+async fn supervise(shared: &Shared, reload: &Reload) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+            _ = hup.recv() => apply_reload(shared, reload),
+        }
     }
-    Ok(())
 }
 
-async fn worker_main(
-    app: Arc<App>,
-    listeners: Vec<BoundListener>,
-    shutdown: watch::Receiver<bool>,
-) {
-    let worker = Arc::new(Worker::new(app));
+fn apply_reload(shared: &Shared, reload: &Reload) {
+    let config = match reload() {
+        Ok(config) => config,
+        Err(err) => return error!("reload rejected, keeping the running configuration: {err}"),
+    };
+    let old = shared.app();
+    let same_listeners = old.config.listeners.len() == config.listeners.len()
+        && old
+            .config
+            .listeners
+            .iter()
+            .zip(&config.listeners)
+            .all(|(a, b)| a.name == b.name && a.address == b.address && a.protocol == b.protocol);
+    if !same_listeners {
+        warn!("reload: listener addresses and protocols only change on restart; keeping the bound ones");
+    }
+    match prepare(config) {
+        Ok(app) => {
+            shared.replace(app);
+            info!("configuration reloaded; new connections use it");
+        }
+        Err(err) => error!("reload rejected, keeping the running configuration: {err:#}"),
+    }
+}
+
+async fn worker_main(shared: Arc<Shared>, listeners: Vec<BoundListener>) {
     let mut accept_loops = tokio::task::JoinSet::new();
     for listener in listeners {
-        let worker = worker.clone();
-        let mut shutdown = shutdown.clone();
-        accept_loops.spawn(async move {
-            let socket = match tokio::net::TcpListener::from_std(listener.socket) {
-                Ok(socket) => socket,
-                Err(err) => return warn!(listener = %listener.name, error = %err, "listener unusable"),
-            };
-            loop {
-                tokio::select! {
-                    accepted = socket.accept() => match accepted {
-                        Ok((stream, peer)) => {
-                            tokio::spawn(server::serve(worker.clone(), stream, peer, listener.scheme));
+        let shared = shared.clone();
+        accept_loops.spawn(accept_loop(shared, listener));
+    }
+    while accept_loops.join_next().await.is_some() {}
+    // Keep the runtime alive while its connections drain; the main thread decides when to stop.
+    while shared.open_connections() > 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn accept_loop(shared: Arc<Shared>, listener: BoundListener) {
+    let socket = match tokio::net::TcpListener::from_std(listener.socket) {
+        Ok(socket) => socket,
+        Err(err) => return error!(listener = %listener.name, error = %err, "listener unusable"),
+    };
+    let mut shutdown = shared.shutdown.clone();
+    let mut worker: Option<Arc<Worker>> = None;
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = socket.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    warn!(listener = %listener.name, error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let app = shared.app();
+        let current = match &worker {
+            Some(w) if Arc::ptr_eq(&w.app, &app) => w.clone(),
+            _ => worker
+                .insert(Arc::new(Worker::new(app.clone(), shared.clone())))
+                .clone(),
+        };
+        let guard = shared.open_guard();
+        let tls = app.tls.get(&listener.name).cloned();
+        tokio::spawn(async move {
+            let _guard = guard;
+            let _ = stream.set_nodelay(true);
+            match tls {
+                None => server::serve(current, stream, peer, "http").await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls_stream)) => {
+                            server::serve(current, tls_stream, peer, "https").await
                         }
-                        Err(err) => warn!(listener = %listener.name, error = %err, "accept failed"),
-                    },
-                    _ = shutdown.changed() => break,
+                        Ok(Err(err)) => {
+                            tracing::debug!(%peer, error = %err, "TLS handshake failed")
+                        }
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
                 }
             }
         });
     }
-    while accept_loops.join_next().await.is_some() {}
+}
+
+async fn serve_metrics(listener: tokio::net::TcpListener, path: String, shared: Arc<Shared>) {
+    let path = Arc::new(path);
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let (path, shared) = (path.clone(), shared.clone());
+        tokio::spawn(async move {
+            let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let (path, shared) = (path.clone(), shared.clone());
+                async move {
+                    let mut resp = if req.uri().path() == path.as_str() {
+                        let mut resp =
+                            Response::new(Full::new(bytes::Bytes::from(shared.metrics.encode())));
+                        resp.headers_mut().insert(
+                            http::header::CONTENT_TYPE,
+                            http::HeaderValue::from_static(
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            ),
+                        );
+                        resp
+                    } else {
+                        Response::new(Full::new(bytes::Bytes::from_static(b"not found\n")))
+                    };
+                    if req.uri().path() != path.as_str() {
+                        *resp.status_mut() = StatusCode::NOT_FOUND;
+                    }
+                    Ok::<_, std::convert::Infallible>(resp)
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
 }

@@ -1,10 +1,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use frameguard::app::App;
 use frameguard_config::{Config, Diagnostic, LogFormat};
 
 #[derive(Parser)]
@@ -39,22 +37,38 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Check { file } => check(&file),
         Command::Run {
-            config,
+            config: config_path,
             listen,
             upstream,
-            path,
+            path: path_override,
         } => {
-            let config = match load(config.as_deref()) {
+            let config = match load(config_path.as_deref()) {
                 Ok(config) => config,
                 Err(code) => return code,
             };
             let mut config = config;
-            if let Err(err) = config.apply_overrides(listen, upstream.as_deref(), path.as_deref()) {
+            if let Err(err) =
+                config.apply_overrides(listen, upstream.as_deref(), path_override.as_deref())
+            {
                 eprintln!("frameguard: {err}");
                 return ExitCode::from(2);
             }
             init_logging(&config);
-            match frameguard::listener::run(Arc::new(App::new(config))) {
+            let reload: frameguard::listener::Reload = Box::new(move || {
+                let path = config_path.as_deref().ok_or("no --config file to reload")?;
+                let mut config = frameguard_config::load_file(path)
+                    .map_err(|errors| {
+                        errors
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    })?
+                    .config;
+                config.apply_overrides(listen, upstream.as_deref(), path_override.as_deref())?;
+                Ok(config)
+            });
+            match frameguard::listener::run(config, reload) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     tracing::error!("{err:#}");

@@ -7,17 +7,19 @@
 //! awaited for a bounded time; a protocol violation closes the offender with its code and the
 //! other side with a neutral one, and the offending message is never written anywhere.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use frameguard_codec::{
     close_payload, encode_control, encode_message, CloseCode, Control, Decoder, DecoderConfig,
     Event, OpCode, ProtocolError, Role,
 };
+use prometheus_client::metrics::counter::Counter;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::Mutex;
+use tokio::sync::{watch, Mutex};
 use tokio::time::timeout;
 
 use crate::verdict::{Decision, MessageInspector};
@@ -48,9 +50,38 @@ pub struct RelaySettings {
     /// closed it.
     pub close_timeout: Duration,
     pub read_buffer: usize,
+    /// Send the client a ping this often; no pong within `ping_timeout` drops the connection.
+    pub ping_interval: Option<Duration>,
+    pub ping_timeout: Duration,
+    /// No data message either way for this long closes both sides with 1001.
+    pub idle_timeout: Option<Duration>,
 }
 
-/// Counters of one direction, for the access log and metrics.
+/// Prometheus counters one direction of one connection feeds (resolved once per connection).
+#[derive(Clone, Default)]
+pub struct DirectionMeters {
+    pub messages: Counter,
+    pub bytes: Counter,
+    /// Frames by opcode: text, binary, close, ping, pong (continuations count with their message).
+    pub frames: [Counter; 5],
+}
+
+impl DirectionMeters {
+    pub const OPCODES: [&'static str; 5] = ["text", "binary", "close", "ping", "pong"];
+
+    fn frame(&self, opcode: OpCode, count: u64) {
+        let i = match opcode {
+            OpCode::Text | OpCode::Continuation => 0,
+            OpCode::Binary => 1,
+            OpCode::Close => 2,
+            OpCode::Ping => 3,
+            OpCode::Pong => 4,
+        };
+        self.frames[i].inc_by(count);
+    }
+}
+
+/// Counters of one direction, for the access log.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DirectionStats {
     pub frames: u64,
@@ -58,14 +89,61 @@ pub struct DirectionStats {
     pub bytes: u64,
 }
 
+#[derive(Default)]
+struct SharedStats {
+    frames: AtomicU64,
+    messages: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl SharedStats {
+    fn snapshot(&self) -> DirectionStats {
+        DirectionStats {
+            frames: self.frames.load(Ordering::Relaxed),
+            messages: self.messages.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// How a relayed connection ended.
 #[derive(Debug, Default)]
 pub struct RelayOutcome {
     pub inbound: DirectionStats,
     pub outbound: DirectionStats,
-    /// The close code the client was sent or sent, if any.
+    /// The close code the client was sent or sent, if any (1006: dropped without one).
     pub close_code: Option<u16>,
     pub close_reason: String,
+}
+
+/// Keep-alive bookkeeping shared by the pumps and the relay's timer.
+struct Liveness {
+    started: Instant,
+    /// Milliseconds since `started` of the last data message either way.
+    last_activity_ms: AtomicU64,
+    /// Sequence number of the proxy's ping still waiting for its pong (0: none).
+    awaiting_pong: AtomicU64,
+}
+
+const KEEPALIVE_PREFIX: &[u8] = b"frameguard-keepalive-";
+
+impl Liveness {
+    fn touch(&self) {
+        let ms = self.started.elapsed().as_millis() as u64;
+        self.last_activity_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// True when `pong` answers the proxy's own ping (it is then not forwarded).
+    fn takes_pong(&self, pong: &[u8]) -> bool {
+        let Some(seq) = pong.strip_prefix(KEEPALIVE_PREFIX) else {
+            return false;
+        };
+        let awaiting = self.awaiting_pong.load(Ordering::Relaxed);
+        awaiting != 0 && seq == awaiting.to_string().as_bytes() && {
+            self.awaiting_pong.store(0, Ordering::Relaxed);
+            true
+        }
+    }
 }
 
 type Reader = Box<dyn AsyncRead + Send + Unpin>;
@@ -147,7 +225,9 @@ struct Pump {
     decisions: Vec<Decision>,
     rng: StdRng,
     read_buffer: usize,
-    stats: DirectionStats,
+    stats: Arc<SharedStats>,
+    meters: DirectionMeters,
+    liveness: Arc<Liveness>,
 }
 
 impl Pump {
@@ -163,7 +243,10 @@ impl Pump {
             }
             match self.source.read_buf(&mut self.read_buf).await {
                 Ok(0) | Err(_) => break PumpEnd::Eof,
-                Ok(n) => self.stats.bytes += n as u64,
+                Ok(n) => {
+                    self.stats.bytes.fetch_add(n as u64, Ordering::Relaxed);
+                    self.meters.bytes.inc_by(n as u64);
+                }
             }
         };
         (self, end)
@@ -208,13 +291,25 @@ impl Pump {
             }
             match &event {
                 Event::Message(msg) => {
-                    self.stats.messages += 1;
-                    self.stats.frames += msg.fragments.len() as u64;
+                    self.stats.messages.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .frames
+                        .fetch_add(msg.fragments.len() as u64, Ordering::Relaxed);
+                    self.meters.messages.inc();
+                    self.meters.frame(msg.opcode, msg.fragments.len() as u64);
+                    self.liveness.touch();
                     let (rng, direction) = (&mut self.rng, self.direction);
                     encode_message(&mut self.write_buf, msg, || Self::next_mask(rng, direction));
                 }
                 Event::Control(ctrl) => {
-                    self.stats.frames += 1;
+                    self.stats.frames.fetch_add(1, Ordering::Relaxed);
+                    self.meters.frame(ctrl.opcode, 1);
+                    if ctrl.opcode == OpCode::Pong
+                        && self.direction == Direction::Inbound
+                        && self.liveness.takes_pong(&ctrl.payload)
+                    {
+                        continue;
+                    }
                     let mask = Self::next_mask(&mut self.rng, self.direction);
                     encode_control(&mut self.write_buf, ctrl, mask);
                     if ctrl.opcode == OpCode::Close {
@@ -285,11 +380,59 @@ async fn discard_until_eof(source: &mut Reader) {
     }
 }
 
-/// Relay frames between `client` and `upstream` until the connection ends.
+/// What the keep-alive timer wants done next.
+enum Due {
+    Ping,
+    PingTimeout,
+    Idle,
+}
+
+struct Keepalive<'a> {
+    settings: &'a RelaySettings,
+    liveness: &'a Liveness,
+    next_ping: Option<Instant>,
+    ping_sent: Option<Instant>,
+    seq: u64,
+}
+
+impl Keepalive<'_> {
+    /// The next instant something is due, and what.
+    fn next(&self) -> Option<(Instant, Due)> {
+        let awaiting = self.liveness.awaiting_pong.load(Ordering::Relaxed) != 0;
+        let ping_deadline = match (awaiting, self.ping_sent) {
+            (true, Some(sent)) => Some((sent + self.settings.ping_timeout, Due::PingTimeout)),
+            _ => self.next_ping.map(|at| (at, Due::Ping)),
+        };
+        let idle = self.settings.idle_timeout.map(|idle| {
+            let last = self.liveness.last_activity_ms.load(Ordering::Relaxed);
+            (
+                self.liveness.started + Duration::from_millis(last) + idle,
+                Due::Idle,
+            )
+        });
+        match (ping_deadline, idle) {
+            (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Relay frames between `client` and `upstream` until the connection ends, or until shutdown
+/// asks the client to close (1001) and it has.
+#[allow(clippy::too_many_arguments)]
 pub async fn relay<C, U>(
     client: Peer<C>,
     upstream: Peer<U>,
     settings: &RelaySettings,
+    meters: [DirectionMeters; 2],
+    mut shutdown: watch::Receiver<bool>,
     inbound_inspector: &mut dyn MessageInspector,
     outbound_inspector: &mut dyn MessageInspector,
 ) -> RelayOutcome
@@ -301,8 +444,18 @@ where
     let (upstream_read, upstream_write) = tokio::io::split(upstream.stream);
     let client_sink = Sink::new(Box::new(client_write));
     let upstream_sink = Sink::new(Box::new(upstream_write));
+    let liveness = Arc::new(Liveness {
+        started: Instant::now(),
+        last_activity_ms: AtomicU64::new(0),
+        awaiting_pong: AtomicU64::new(0),
+    });
+    let stats = [
+        Arc::new(SharedStats::default()),
+        Arc::new(SharedStats::default()),
+    ];
+    let [inbound_meters, outbound_meters] = meters;
     let new_pump =
-        |direction, source: Reader, destination: &SharedSink, buffered: Bytes, role| Pump {
+        |direction, source: Reader, destination: &SharedSink, buffered: Bytes, role, meters| Pump {
             direction,
             source,
             destination: destination.clone(),
@@ -317,7 +470,9 @@ where
             decisions: Vec::new(),
             rng: StdRng::from_entropy(),
             read_buffer: settings.read_buffer,
-            stats: DirectionStats::default(),
+            stats: stats[direction as usize].clone(),
+            meters,
+            liveness: liveness.clone(),
         };
     let inbound = new_pump(
         Direction::Inbound,
@@ -325,6 +480,7 @@ where
         &upstream_sink,
         client.buffered,
         Role::Server,
+        inbound_meters,
     );
     let outbound = new_pump(
         Direction::Outbound,
@@ -332,22 +488,135 @@ where
         &client_sink,
         upstream.buffered,
         Role::Client,
+        outbound_meters,
     );
+    let mut keepalive = Keepalive {
+        settings,
+        liveness: &liveness,
+        next_ping: settings.ping_interval.map(|every| Instant::now() + every),
+        ping_sent: None,
+        seq: 0,
+    };
 
     let inbound_run = inbound.run(inbound_inspector);
     let outbound_run = outbound.run(outbound_inspector);
     tokio::pin!(inbound_run, outbound_run);
-    let (first, (mut first_pump, first_end)) = tokio::select! {
-        ended = &mut inbound_run => (Direction::Inbound, ended),
-        ended = &mut outbound_run => (Direction::Outbound, ended),
+    let mut shutting_down = *shutdown.borrow();
+    if shutting_down {
+        client_sink
+            .lock()
+            .await
+            .close((CloseCode::GOING_AWAY, "server shutting down"), None)
+            .await;
+    }
+    let mut idle = false;
+    let first = loop {
+        let due = keepalive.next();
+        tokio::select! {
+            ended = &mut inbound_run => break Some((Direction::Inbound, ended)),
+            ended = &mut outbound_run => break Some((Direction::Outbound, ended)),
+            changed = shutdown.changed(), if !shutting_down => {
+                shutting_down = true;
+                if changed.is_ok() {
+                    // Ask the client to close; the pumps carry on until the close handshake ends.
+                    client_sink.lock().await.close((CloseCode::GOING_AWAY, "server shutting down"), None).await;
+                }
+            }
+            _ = sleep_until(due.as_ref().map(|d| d.0)) => match due.map(|d| d.1) {
+                Some(Due::Ping) => {
+                    keepalive.seq += 1;
+                    let mut payload = KEEPALIVE_PREFIX.to_vec();
+                    payload.extend_from_slice(keepalive.seq.to_string().as_bytes());
+                    let mut frame = BytesMut::new();
+                    let ping = Control { opcode: OpCode::Ping, payload: payload.into() };
+                    encode_control(&mut frame, &ping, None);
+                    liveness.awaiting_pong.store(keepalive.seq, Ordering::Relaxed);
+                    keepalive.ping_sent = Some(Instant::now());
+                    keepalive.next_ping = settings.ping_interval.map(|every| Instant::now() + every);
+                    client_sink.lock().await.write(&frame, None).await;
+                }
+                Some(Due::PingTimeout) => break None,
+                Some(Due::Idle) => {
+                    idle = true;
+                    client_sink.lock().await.close((CloseCode::GOING_AWAY, "idle timeout"), None).await;
+                    upstream_sink.lock().await.close((CloseCode::GOING_AWAY, "idle timeout"), Some(rand::random())).await;
+                    break None;
+                }
+                None => {}
+            },
+        }
     };
+    let mut outcome = RelayOutcome::default();
+    match first {
+        Some((first, (first_pump, first_end))) => {
+            let second_end = finish_after_first_end(
+                first,
+                first_pump,
+                &first_end,
+                [&client_sink, &upstream_sink],
+                settings.close_timeout,
+                inbound_run,
+                outbound_run,
+            )
+            .await;
+            let (inbound_end, outbound_end) = match first {
+                Direction::Inbound => (Some(&first_end), second_end.as_ref()),
+                Direction::Outbound => (second_end.as_ref(), Some(&first_end)),
+            };
+            if let Some(PumpEnd::Closed(code)) = inbound_end {
+                outcome.close_code = Some(code.unwrap_or(0));
+            }
+            if let (Some(PumpEnd::Violation { reason, .. }), Direction::Inbound) =
+                (inbound_end, first)
+            {
+                outcome.close_reason = (*reason).to_owned();
+            }
+            if let (Some(PumpEnd::Violation { reason, .. }), Direction::Outbound) =
+                (outbound_end, first)
+            {
+                outcome.close_reason = (*reason).to_owned();
+            }
+        }
+        None if idle => {
+            outcome.close_reason = "idle timeout".to_owned();
+            let _ = timeout(settings.close_timeout, async {
+                tokio::join!(inbound_run, outbound_run)
+            })
+            .await;
+        }
+        None => {
+            outcome.close_code = Some(CloseCode::ABNORMAL.0);
+            outcome.close_reason = "no pong within ping-timeout".to_owned();
+        }
+    }
+    client_sink.lock().await.finish().await;
+    upstream_sink.lock().await.finish().await;
+    let client_sent = client_sink.lock().await.close_sent;
+    outcome.close_code = client_sent.or(outcome.close_code).filter(|&code| code != 0);
+    outcome.inbound = stats[0].snapshot();
+    outcome.outbound = stats[1].snapshot();
+    outcome
+}
+
+/// After one pump ended: tell both sides what they need to hear, drain an offender, and let
+/// the other pump run until its peer answers the Close. Returns the other pump's end, if it
+/// ended in time.
+async fn finish_after_first_end(
+    first: Direction,
+    mut first_pump: Pump,
+    first_end: &PumpEnd,
+    [client_sink, upstream_sink]: [&SharedSink; 2],
+    close_timeout: Duration,
+    inbound_run: std::pin::Pin<&mut impl std::future::Future<Output = (Pump, PumpEnd)>>,
+    outbound_run: std::pin::Pin<&mut impl std::future::Future<Output = (Pump, PumpEnd)>>,
+) -> Option<PumpEnd> {
     let (source_sink, other_sink) = match first {
-        Direction::Inbound => (&client_sink, &upstream_sink),
-        Direction::Outbound => (&upstream_sink, &client_sink),
+        Direction::Inbound => (client_sink, upstream_sink),
+        Direction::Outbound => (upstream_sink, client_sink),
     };
     let source_mask = (first == Direction::Outbound).then(rand::random::<[u8; 4]>);
     let other_mask = (first == Direction::Inbound).then(rand::random::<[u8; 4]>);
-    let (to_source, to_other) = notices(first, &first_end);
+    let (to_source, to_other) = notices(first, first_end);
     if let Some(notice) = to_source {
         let mut sink = source_sink.lock().await;
         sink.close(notice, source_mask).await;
@@ -358,49 +627,12 @@ where
     }
     let drain = async {
         if matches!(first_end, PumpEnd::Violation { .. }) {
-            let _ = timeout(
-                settings.close_timeout,
-                discard_until_eof(&mut first_pump.source),
-            )
-            .await;
+            let _ = timeout(close_timeout, discard_until_eof(&mut first_pump.source)).await;
         }
     };
-    // The other pump carries on until its peer answers the Close (ours or the forwarded one).
-    let (second_pump, second_end) = match first {
-        Direction::Inbound => tokio::join!(timeout(settings.close_timeout, outbound_run), drain).0,
-        Direction::Outbound => tokio::join!(timeout(settings.close_timeout, inbound_run), drain).0,
-    }
-    .map_or((None, None), |(pump, end)| (Some(pump), Some(end)));
-
-    client_sink.lock().await.finish().await;
-    upstream_sink.lock().await.finish().await;
-    let client_sent = |end: Option<&PumpEnd>| match end {
-        Some(PumpEnd::Closed(code)) => Some(code.unwrap_or(0)),
-        _ => None,
+    let second = match first {
+        Direction::Inbound => tokio::join!(timeout(close_timeout, outbound_run), drain).0,
+        Direction::Outbound => tokio::join!(timeout(close_timeout, inbound_run), drain).0,
     };
-    let (inbound_stats, outbound_stats, client_close) = match first {
-        Direction::Inbound => (
-            first_pump.stats,
-            second_pump.map(|p| p.stats).unwrap_or_default(),
-            client_sent(Some(&first_end)),
-        ),
-        Direction::Outbound => (
-            second_pump.as_ref().map(|p| p.stats).unwrap_or_default(),
-            first_pump.stats,
-            client_sent(second_end.as_ref()),
-        ),
-    };
-    let client_sink = client_sink.lock().await;
-    RelayOutcome {
-        inbound: inbound_stats,
-        outbound: outbound_stats,
-        close_code: client_sink
-            .close_sent
-            .or(client_close)
-            .filter(|&code| code != 0),
-        close_reason: match (&first_end, first) {
-            (PumpEnd::Violation { reason, .. }, Direction::Inbound) => (*reason).to_owned(),
-            _ => String::new(),
-        },
-    }
+    second.ok().map(|(_, end)| end)
 }

@@ -17,12 +17,16 @@ use hyper::service::service_fn;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
 
-use crate::app::App;
+use crate::app::{App, Shared};
 use crate::handshake::{self, ClientUpgrade};
-use crate::relay::{self, Peer, RelaySettings};
+use crate::metrics::{
+    DataPathLabel, DirectionLabel, FrameLabels, Metrics, RouteDirection, UpstreamLabel,
+};
+use crate::relay::{self, Direction, DirectionMeters, Peer, RelaySettings};
 use crate::verdict::PassThrough;
 
 pub type Body = BoxBody<Bytes, hyper::Error>;
@@ -34,14 +38,15 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 const RELAY_READ_BUFFER: usize = 64 * 1024;
 
-/// Per-worker resources: pooled HTTP clients, one per upstream.
+/// Per-worker resources for one configuration: pooled HTTP clients, one per upstream.
 pub struct Worker {
     pub app: Arc<App>,
+    pub shared: Arc<Shared>,
     http_clients: Vec<Client<HttpConnector, Incoming>>,
 }
 
 impl Worker {
-    pub fn new(app: Arc<App>) -> Worker {
+    pub fn new(app: Arc<App>, shared: Arc<Shared>) -> Worker {
         let http_clients = app
             .upstreams
             .iter()
@@ -55,7 +60,11 @@ impl Worker {
                     .build(connector)
             })
             .collect();
-        Worker { app, http_clients }
+        Worker {
+            app,
+            shared,
+            http_clients,
+        }
     }
 }
 
@@ -66,9 +75,18 @@ struct Connection {
     scheme: &'static str,
 }
 
-/// Serve one accepted client connection until it closes.
-pub async fn serve(worker: Arc<Worker>, stream: TcpStream, peer: SocketAddr, scheme: &'static str) {
-    let _ = stream.set_nodelay(true);
+/// A client stream: plain TCP or TLS.
+pub trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientStream for S {}
+
+/// Serve one accepted client connection until it closes (or drains on shutdown).
+pub async fn serve<S: ClientStream>(
+    worker: Arc<Worker>,
+    stream: S,
+    peer: SocketAddr,
+    scheme: &'static str,
+) {
+    let mut shutdown = worker.shared.shutdown.clone();
     let conn = Arc::new(Connection {
         worker,
         peer,
@@ -76,21 +94,29 @@ pub async fn serve(worker: Arc<Worker>, stream: TcpStream, peer: SocketAddr, sch
     });
     let service = service_fn(move |req| {
         let conn = conn.clone();
-        async move { Ok::<_, Infallible>(handle(req, conn).await) }
+        async move { Ok::<_, Infallible>(handle::<S>(req, conn).await) }
     });
-    let result = hyper::server::conn::http1::Builder::new()
+    let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HANDSHAKE_TIMEOUT)
         .max_buf_size(MAX_HEAD_BYTES)
         .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades()
-        .await;
+        .with_upgrades();
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = &mut connection => result,
+        _ = shutdown.changed() => {
+            // Finish the request in flight, then close instead of keeping the connection alive.
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
     if let Err(err) = result {
         debug!(%peer, error = %err, "client connection ended with an error");
     }
 }
 
-async fn handle(req: Request<Incoming>, conn: Arc<Connection>) -> Response<Body> {
+async fn handle<S: ClientStream>(req: Request<Incoming>, conn: Arc<Connection>) -> Response<Body> {
     let app = &conn.worker.app;
     let headers: Vec<(&str, &[u8])> = req
         .headers()
@@ -108,13 +134,13 @@ async fn handle(req: Request<Incoming>, conn: Arc<Connection>) -> Response<Body>
     drop(headers);
     let route = app.route(route_index);
     match &route.action {
-        RouteAction::Builtin(BuiltinHandler::Health) => health(app),
+        RouteAction::Builtin(BuiltinHandler::Health) => health(&conn.worker.shared),
         RouteAction::Upstream(name) => {
             let Some(upstream) = app.upstream_index(name) else {
                 return text(StatusCode::BAD_GATEWAY, "route has no upstream\n");
             };
             if handshake::wants_websocket(req.headers()) {
-                websocket(req, route_index, upstream, &conn).await
+                websocket::<S>(req, route_index, upstream, &conn).await
             } else {
                 proxy_http(req, upstream, &conn).await
             }
@@ -122,11 +148,12 @@ async fn handle(req: Request<Incoming>, conn: Arc<Connection>) -> Response<Body>
     }
 }
 
-fn health(app: &App) -> Response<Body> {
+fn health(shared: &Shared) -> Response<Body> {
     let body = serde_json::json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
-        "uptime_secs": app.started.elapsed().as_secs(),
+        "uptime_secs": shared.started.elapsed().as_secs(),
+        "connections": shared.open_connections(),
     });
     let mut resp = full(StatusCode::OK, body.to_string() + "\n");
     resp.headers_mut().insert(
@@ -136,15 +163,17 @@ fn health(app: &App) -> Response<Body> {
     resp
 }
 
-async fn websocket(
+async fn websocket<S: ClientStream>(
     mut req: Request<Incoming>,
     route_index: usize,
     upstream: usize,
     conn: &Connection,
 ) -> Response<Body> {
     let app = conn.worker.app.clone();
+    let shared = conn.worker.shared.clone();
     let route = app.route(route_index);
     if !route.websocket.enabled {
+        shared.metrics.handshake("rejected");
         return text(
             StatusCode::BAD_REQUEST,
             "WebSocket is not enabled on this route\n",
@@ -155,6 +184,7 @@ async fn websocket(
             Ok(upgrade) => upgrade,
             Err(rejection) => {
                 debug!(peer = %conn.peer, reason = rejection.reason, "upgrade rejected");
+                shared.metrics.handshake("rejected");
                 let mut resp = text(rejection.status, &format!("{}\n", rejection.reason));
                 if rejection.status == StatusCode::UPGRADE_REQUIRED {
                     resp.headers_mut().insert(
@@ -165,6 +195,19 @@ async fn websocket(
                 return resp;
             }
         };
+    let limits = &route.websocket;
+    let Some(slot) = shared.limits.try_acquire(
+        &route.name,
+        conn.peer.ip(),
+        limits.max_connections,
+        limits.max_connections_per_ip,
+    ) else {
+        shared.metrics.handshake("over_limit");
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many WebSocket connections\n",
+        );
+    };
     let pool = &app.upstreams[upstream];
     let target = pool.pick().to_owned();
     let upstream_resp = match open_upstream(&req, &upgrade, &target, conn, pool.connect_timeout)
@@ -173,23 +216,34 @@ async fn websocket(
         Ok(resp) => resp,
         Err(err) => {
             warn!(route = %route.name, upstream = %pool.name, %target, error = %err, "upstream handshake failed");
+            shared.metrics.handshake("upstream_error");
+            shared
+                .metrics
+                .upstream_connect_errors
+                .get_or_create(&UpstreamLabel {
+                    upstream: pool.name.clone(),
+                })
+                .inc();
             return text(StatusCode::BAD_GATEWAY, "upstream unavailable\n");
         }
     };
     if upstream_resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         // Not a WebSocket: the client gets the upstream's answer as plain HTTP.
+        shared.metrics.handshake("upstream_refused");
         return upstream_resp.map(BodyExt::boxed);
     }
     let negotiated = match handshake::validate_upstream_switch(upstream_resp.headers(), &upgrade) {
         Ok(negotiated) => negotiated,
         Err(bad) => {
             warn!(route = %route.name, %target, reason = bad.0, "refusing upstream 101");
+            shared.metrics.handshake("upstream_invalid");
             return text(
                 StatusCode::BAD_GATEWAY,
                 "upstream sent an invalid WebSocket handshake\n",
             );
         }
     };
+    shared.metrics.handshake("accepted");
     let mut switch = Response::new(empty());
     *switch.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     *switch.headers_mut() = handshake::client_switch_headers(upstream_resp.headers(), &upgrade.key);
@@ -205,36 +259,63 @@ async fn websocket(
         },
         close_timeout: CLOSE_TIMEOUT,
         read_buffer: RELAY_READ_BUFFER,
+        ping_interval: route.websocket.ping_interval,
+        ping_timeout: route.websocket.ping_timeout,
+        idle_timeout: route.websocket.idle_timeout,
     };
     let peer = conn.peer;
+    let open = shared.open_guard();
     tokio::spawn(async move {
+        let _open = open;
+        let _slot = slot;
         let route = app.route(route_index);
         let (client, upstream) = match tokio::try_join!(client_upgrade, upstream_upgrade) {
             Ok(pair) => pair,
             Err(err) => return debug!(%peer, error = %err, "upgrade did not complete"),
         };
-        let (Some(client), Some(upstream)) = (tcp_peer(client), tcp_peer(upstream)) else {
-            return warn!(%peer, "upgraded connection is not TCP");
+        let (Some(client), Some(upstream)) = (
+            upgraded_peer::<S>(client),
+            upgraded_peer::<TcpStream>(upstream),
+        ) else {
+            return warn!(%peer, "upgraded connection has an unexpected transport");
         };
+        let metrics = &shared.metrics;
+        metrics.connections_active.inc();
+        metrics
+            .connections
+            .get_or_create(&DataPathLabel {
+                data_path: "userspace".to_owned(),
+            })
+            .inc();
+        let meters = [Direction::Inbound, Direction::Outbound]
+            .map(|d| direction_meters(metrics, &route.name, d));
         let started = std::time::Instant::now();
         let outcome = relay::relay(
             client,
             upstream,
             &settings,
+            meters,
+            shared.shutdown.clone(),
             &mut PassThrough,
             &mut PassThrough,
         )
         .await;
+        metrics.connections_active.dec();
+        metrics
+            .connection_duration
+            .observe(started.elapsed().as_secs_f64());
         info!(
+            target: "frameguard::access",
             client = %peer,
             route = %route.name,
             upstream = %target,
+            data_path = "userspace",
             duration_ms = started.elapsed().as_millis() as u64,
             frames_in = outcome.inbound.frames,
             bytes_in = outcome.inbound.bytes,
             frames_out = outcome.outbound.frames,
             bytes_out = outcome.outbound.bytes,
-            close_code = outcome.close_code.unwrap_or(0),
+            close_code = outcome.close_code.unwrap_or(1005),
             close_reason = %outcome.close_reason,
             "websocket closed"
         );
@@ -242,8 +323,37 @@ async fn websocket(
     switch
 }
 
-fn tcp_peer(upgraded: hyper::upgrade::Upgraded) -> Option<Peer<TcpStream>> {
-    let parts = upgraded.downcast::<TokioIo<TcpStream>>().ok()?;
+fn direction_meters(metrics: &Metrics, route: &str, direction: Direction) -> DirectionMeters {
+    let label = |s: &str| s.to_owned();
+    DirectionMeters {
+        messages: metrics
+            .messages
+            .get_or_create(&RouteDirection {
+                route: label(route),
+                direction: label(direction.as_str()),
+            })
+            .clone(),
+        bytes: metrics
+            .bytes
+            .get_or_create(&DirectionLabel {
+                direction: label(direction.as_str()),
+            })
+            .clone(),
+        frames: DirectionMeters::OPCODES.map(|opcode| {
+            metrics
+                .frames
+                .get_or_create(&FrameLabels {
+                    direction: label(direction.as_str()),
+                    opcode: label(opcode),
+                })
+                .clone()
+        }),
+    }
+}
+
+/// The transport under an upgraded connection, with the bytes hyper read past the head.
+fn upgraded_peer<S: ClientStream>(upgraded: hyper::upgrade::Upgraded) -> Option<Peer<S>> {
+    let parts = upgraded.downcast::<TokioIo<S>>().ok()?;
     Some(Peer {
         stream: parts.io.into_inner(),
         buffered: parts.read_buf,
