@@ -5,12 +5,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use frameguard_config::{Config, Route, Router};
+use anyhow::Context;
+use frameguard_config::{AgentKind, Config, Route, Router};
+use frameguard_inspect::{Engine, PolicyId};
 use tokio::sync::watch;
 
 use crate::limits::ConnectionLimits;
-use crate::listener::TlsAcceptors;
 use crate::metrics::Metrics;
+use crate::tls::{self, TlsAcceptors};
 
 /// The targets of one upstream, picked round-robin.
 pub struct UpstreamPool {
@@ -33,10 +35,39 @@ pub struct App {
     pub router: Router,
     pub upstreams: Vec<UpstreamPool>,
     pub tls: TlsAcceptors,
+    /// The inspection engine, when any inspector agent is configured.
+    pub engine: Option<Arc<Engine>>,
+    /// The inspection policy of each route (by route index): its first inspector agent.
+    pub route_policies: Vec<Option<PolicyId>>,
 }
 
 impl App {
-    pub fn new(config: Config, tls: TlsAcceptors) -> App {
+    /// Build everything a configuration needs before it serves a single connection: TLS
+    /// acceptors and the compiled inspection engine.
+    pub fn build(config: Config) -> anyhow::Result<App> {
+        let tls = tls::acceptors(&config)?;
+        let policies: Vec<_> = config
+            .agents
+            .iter()
+            .filter_map(|agent| match &agent.kind {
+                AgentKind::Inspector(policy) => Some((agent.name.clone(), policy.clone())),
+                AgentKind::Unsupported { .. } => None,
+            })
+            .collect();
+        let engine = match policies.is_empty() {
+            true => None,
+            false => Some(Arc::new(
+                Engine::new(&policies).context("inspection engine")?,
+            )),
+        };
+        let route_policies = config
+            .routes
+            .iter()
+            .map(|route| {
+                let engine = engine.as_ref()?;
+                route.agents.iter().find_map(|name| engine.policy(name))
+            })
+            .collect();
         let router = Router::new(&config.routes);
         let upstreams = config
             .upstreams
@@ -48,12 +79,14 @@ impl App {
                 connect_timeout: u.connect_timeout,
             })
             .collect();
-        App {
+        Ok(App {
             config,
             router,
             upstreams,
             tls,
-        }
+            engine,
+            route_policies,
+        })
     }
 
     /// The index of an upstream pool by name (config validation guarantees routes' names exist).

@@ -5,25 +5,22 @@
 //! with its own SO_REUSEPORT socket on every listener address: the kernel spreads new
 //! connections over the workers and a connection never leaves the core that accepted it.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use frameguard_config::{Config, Protocol};
+use frameguard_config::Config;
 use http::{Response, StatusCode};
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
 use tracing::{error, info, warn};
 
 use crate::app::{App, Shared};
 use crate::server::{self, Worker, HANDSHAKE_TIMEOUT};
-use crate::tls;
 
 /// Re-reads the configuration on SIGHUP (the same file and command-line overrides).
 pub type Reload = Box<dyn Fn() -> Result<Config, String> + Send>;
@@ -82,29 +79,6 @@ fn bind_all(config: &Config, workers: usize) -> anyhow::Result<Vec<Vec<BoundList
     Ok(per_worker)
 }
 
-/// TLS acceptors of the `https` listeners, by listener name.
-pub type TlsAcceptors = HashMap<String, TlsAcceptor>;
-
-fn tls_acceptors(config: &Config) -> anyhow::Result<TlsAcceptors> {
-    config
-        .listeners
-        .iter()
-        .filter(|l| l.protocol == Protocol::Https)
-        .map(|l| {
-            let files = l.tls.as_ref().context("https listener without tls block")?;
-            let acceptor =
-                tls::acceptor(files).with_context(|| format!("listener `{}`", l.name))?;
-            Ok((l.name.clone(), acceptor))
-        })
-        .collect()
-}
-
-/// Build everything a configuration needs before it serves a single connection.
-fn prepare(config: Config) -> anyhow::Result<App> {
-    let tls = tls_acceptors(&config)?;
-    Ok(App::new(config, tls))
-}
-
 /// Run the proxy until SIGINT or SIGTERM, then drain.
 pub fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
     let workers = worker_count(config.system.worker_threads);
@@ -117,7 +91,7 @@ pub fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
         None => None,
     };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let shared = Arc::new(Shared::new(prepare(config)?, shutdown_rx));
+    let shared = Arc::new(Shared::new(App::build(config)?, shutdown_rx));
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let mut threads = Vec::with_capacity(workers);
     for (index, listeners) in bound.into_iter().enumerate() {
@@ -203,7 +177,7 @@ fn apply_reload(shared: &Shared, reload: &Reload) {
     if !same_listeners {
         warn!("reload: listener addresses and protocols only change on restart; keeping the bound ones");
     }
-    match prepare(config) {
+    match App::build(config) {
         Ok(app) => {
             shared.replace(app);
             info!("configuration reloaded; new connections use it");

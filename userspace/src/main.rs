@@ -1,5 +1,5 @@
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -31,11 +31,35 @@ enum Command {
     },
     /// Parse and validate a configuration file; print diagnostics as file:line:column.
     Check { file: PathBuf },
+    /// Run corpus files (one message per line) through an inspection policy and print, per
+    /// file, the share of messages blocked.
+    Eval {
+        /// Corpus files or directories of *.txt files.
+        #[arg(required = true)]
+        corpus: Vec<PathBuf>,
+        /// Take the policy from this config (default: the inspector defaults).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The inspector agent of --config to use (default: its first inspector).
+        #[arg(long)]
+        agent: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Check { file } => check(&file),
+        Command::Eval {
+            corpus,
+            config,
+            agent,
+        } => match eval(&corpus, config.as_deref(), agent.as_deref()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("frameguard: {err:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Run {
             config: config_path,
             listen,
@@ -80,13 +104,80 @@ fn main() -> ExitCode {
     }
 }
 
+fn eval(corpus: &[PathBuf], config: Option<&Path>, agent: Option<&str>) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use frameguard_config::{policy::InspectionPolicy, AgentKind};
+    let policies: Vec<(String, InspectionPolicy)> = match config {
+        None => vec![("default".to_owned(), InspectionPolicy::default())],
+        Some(path) => {
+            let loaded = frameguard_config::load_file(path).map_err(|errors| {
+                print_diagnostics(&errors);
+                anyhow::anyhow!("{} does not load", path.display())
+            })?;
+            loaded
+                .config
+                .agents
+                .into_iter()
+                .filter_map(|a| match a.kind {
+                    AgentKind::Inspector(policy) => Some((a.name, policy)),
+                    AgentKind::Unsupported { .. } => None,
+                })
+                .collect()
+        }
+    };
+    let name = agent
+        .map(str::to_owned)
+        .or_else(|| policies.first().map(|p| p.0.clone()));
+    let name = name.context("the config has no inspector agent")?;
+    let engine = frameguard_inspect::Engine::new(&policies)?;
+    let policy = engine
+        .policy(&name)
+        .with_context(|| format!("no inspector agent `{name}`"))?;
+    let mut files = Vec::new();
+    for path in corpus {
+        if path.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "txt"))
+                .collect();
+            entries.sort();
+            files.extend(entries);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    println!("| file | messages | blocked | share |");
+    println!("|---|---:|---:|---:|");
+    for file in files {
+        let text =
+            std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+        let lines = String::from_utf8_lossy(&text)
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect::<Vec<_>>();
+        let result = frameguard_inspect::eval::blocked_share(&engine, policy, lines.into_iter());
+        println!(
+            "| {} | {} | {} | {:.2}% |",
+            file.file_name().map_or_else(
+                || file.display().to_string(),
+                |n| n.to_string_lossy().into_owned()
+            ),
+            result.total,
+            result.blocked,
+            result.share() * 100.0
+        );
+    }
+    Ok(())
+}
+
 fn print_diagnostics(diagnostics: &[Diagnostic]) {
     for diagnostic in diagnostics {
         eprintln!("{diagnostic}");
     }
 }
 
-fn check(file: &std::path::Path) -> ExitCode {
+fn check(file: &Path) -> ExitCode {
     match frameguard_config::load_file(file) {
         Ok(loaded) => {
             print_diagnostics(&loaded.warnings);
@@ -100,7 +191,7 @@ fn check(file: &std::path::Path) -> ExitCode {
     }
 }
 
-fn load(path: Option<&std::path::Path>) -> Result<Config, ExitCode> {
+fn load(path: Option<&Path>) -> Result<Config, ExitCode> {
     let Some(path) = path else {
         return Ok(frameguard_config::default_config());
     };
@@ -116,16 +207,36 @@ fn load(path: Option<&std::path::Path>) -> Result<Config, ExitCode> {
     }
 }
 
+/// Logs go to stderr in the configured format; audit events (target `frameguard::audit`) are
+/// always one JSON object per line, whatever that format.
 fn init_logging(config: &Config) {
-    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::filter::{filter_fn, EnvFilter, LevelFilter};
+    use tracing_subscriber::prelude::*;
     let logging = &config.observability.logging;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&logging.level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match logging.format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.init(),
-    }
+    let not_audit = filter_fn(|meta| meta.target() != AUDIT_TARGET);
+    let main_layer = match logging.format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_writer(std::io::stderr)
+            .boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .boxed(),
+    };
+    let audit_layer = tracing_subscriber::fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_writer(std::io::stderr)
+        .with_filter(filter_fn(|meta| meta.target() == AUDIT_TARGET))
+        .with_filter(LevelFilter::INFO);
+    tracing_subscriber::registry()
+        .with(main_layer.with_filter(not_audit).with_filter(filter))
+        .with(audit_layer)
+        .init();
 }
+
+const AUDIT_TARGET: &str = "frameguard::audit";

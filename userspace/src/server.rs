@@ -3,11 +3,13 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use frameguard_config::{BuiltinHandler, RouteAction};
+use frameguard_inspect::{DeflateParams, MessageDirection};
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::combinators::BoxBody;
@@ -22,12 +24,12 @@ use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
 
 use crate::app::{App, Shared};
-use crate::handshake::{self, ClientUpgrade};
+use crate::handshake::{self, ClientUpgrade, DeflateAgreement};
 use crate::metrics::{
     DataPathLabel, DirectionLabel, FrameLabels, Metrics, RouteDirection, UpstreamLabel,
 };
 use crate::relay::{self, Direction, DirectionMeters, Peer, RelaySettings};
-use crate::verdict::PassThrough;
+use crate::verdict::{AuditContext, EngineInspector, MessageInspector, PassThrough};
 
 pub type Body = BoxBody<Bytes, hyper::Error>;
 
@@ -289,6 +291,8 @@ async fn websocket<S: ClientStream>(
             .inc();
         let meters = [Direction::Inbound, Direction::Outbound]
             .map(|d| direction_meters(metrics, &route.name, d));
+        let [mut inbound_inspector, mut outbound_inspector] =
+            inspectors(&app, route_index, &shared, peer, negotiated.deflate);
         let started = std::time::Instant::now();
         let outcome = relay::relay(
             client,
@@ -296,8 +300,8 @@ async fn websocket<S: ClientStream>(
             &settings,
             meters,
             shared.shutdown.clone(),
-            &mut PassThrough,
-            &mut PassThrough,
+            inbound_inspector.as_mut(),
+            outbound_inspector.as_mut(),
         )
         .await;
         metrics.connections_active.dec();
@@ -322,6 +326,48 @@ async fn websocket<S: ClientStream>(
     });
     switch
 }
+
+/// The inspectors of a connection's two directions: the route's policy where it inspects that
+/// direction, pass-through otherwise.
+fn inspectors(
+    app: &App,
+    route_index: usize,
+    shared: &Arc<Shared>,
+    peer: SocketAddr,
+    deflate: Option<DeflateAgreement>,
+) -> [Box<dyn MessageInspector>; 2] {
+    let (Some(engine), Some(policy)) = (&app.engine, app.route_policies[route_index]) else {
+        return [Box::new(PassThrough), Box::new(PassThrough)];
+    };
+    let route = app.route(route_index);
+    let deflate = deflate.map(|d| DeflateParams {
+        server_no_context_takeover: d.server_no_context_takeover,
+        client_no_context_takeover: d.client_no_context_takeover,
+        server_max_window_bits: d.server_max_window_bits,
+        client_max_window_bits: d.client_max_window_bits,
+    });
+    let state = engine.new_connection(policy, deflate, route.websocket.max_message_size);
+    let state = Arc::new(std::sync::Mutex::new(state));
+    let audit = Arc::new(AuditContext {
+        connection_id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
+        client: peer,
+        route: route.name.clone(),
+        policy: engine.policy_options(policy).0.to_owned(),
+    });
+    [MessageDirection::Inbound, MessageDirection::Outbound].map(|direction| {
+        if !engine.inspects(policy, direction) {
+            return Box::new(PassThrough) as Box<dyn MessageInspector>;
+        }
+        Box::new(EngineInspector {
+            engine: engine.clone(),
+            state: state.clone(),
+            audit: audit.clone(),
+            shared: shared.clone(),
+        })
+    })
+}
+
+static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 
 fn direction_meters(metrics: &Metrics, route: &str, direction: Direction) -> DirectionMeters {
     let label = |s: &str| s.to_owned();

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use frameguard_config::TlsFiles;
+use std::collections::HashMap;
+
+use frameguard_config::{Config, Protocol, TlsFiles};
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::{self, ServerConfig};
@@ -29,4 +31,20 @@ pub fn acceptor(files: &TlsFiles) -> anyhow::Result<TlsAcceptor> {
         .context("certificate and key do not match")?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// TLS acceptors of the `https` listeners, by listener name.
+pub type TlsAcceptors = HashMap<String, TlsAcceptor>;
+
+pub fn acceptors(config: &Config) -> anyhow::Result<TlsAcceptors> {
+    config
+        .listeners
+        .iter()
+        .filter(|l| l.protocol == Protocol::Https)
+        .map(|l| {
+            let files = l.tls.as_ref().context("https listener without tls block")?;
+            let acceptor = acceptor(files).with_context(|| format!("listener `{}`", l.name))?;
+            Ok((l.name.clone(), acceptor))
+        })
+        .collect()
 }

@@ -1,7 +1,20 @@
-//! Verdicts on relayed messages: the seam between the relay and the inspection engine.
+//! Verdicts on relayed messages: the seam between the relay and the inspection engine, and the
+//! audit log of every detection.
 
-use frameguard_codec::{CloseCode, Event};
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
+use frameguard_codec::{CloseCode, Event, OpCode, RSV1};
+use frameguard_inspect::{
+    ConnectionState, Detection, Engine, MessageDirection, MessageKind, MessageRef, Scratch, Tag,
+    Verdict,
+};
+use tracing::warn;
+
+use crate::app::Shared;
+use crate::metrics::TagLabel;
 use crate::relay::Direction;
 
 /// What the relay does with one decoded event.
@@ -23,5 +36,143 @@ pub struct PassThrough;
 impl MessageInspector for PassThrough {
     fn inspect(&mut self, _: Direction, events: &[Event], decisions: &mut Vec<Decision>) {
         decisions.extend(events.iter().map(|_| Decision::Forward));
+    }
+}
+
+/// Who a connection is, for audit events.
+pub struct AuditContext {
+    pub connection_id: u64,
+    pub client: SocketAddr,
+    pub route: String,
+    pub policy: String,
+}
+
+thread_local! {
+    /// Hyperscan scratch of this worker thread, for the engine it was allocated from.
+    static SCRATCH: RefCell<Option<(usize, Scratch)>> = const { RefCell::new(None) };
+}
+
+/// Runs one direction of a connection through the engine. Both directions of a connection
+/// share its `ConnectionState` (rate buckets, deflate contexts).
+pub struct EngineInspector {
+    pub engine: Arc<Engine>,
+    pub state: Arc<Mutex<ConnectionState>>,
+    pub audit: Arc<AuditContext>,
+    pub shared: Arc<Shared>,
+}
+
+impl EngineInspector {
+    fn with_scratch<R>(&self, f: impl FnOnce(&mut Scratch) -> R) -> Option<R> {
+        let key = Arc::as_ptr(&self.engine) as usize;
+        SCRATCH.with(|slot| {
+            let mut slot = slot.borrow_mut();
+            if slot.as_ref().is_none_or(|(owner, _)| *owner != key) {
+                *slot = Some((key, self.engine.alloc_scratch().ok()?));
+            }
+            slot.as_mut().map(|(_, scratch)| f(scratch))
+        })
+    }
+
+    fn audit(&self, direction: Direction, detection: &Detection, action: &str) {
+        let metrics = &self.shared.metrics;
+        let tag = TagLabel {
+            tag: detection.tag.as_str().to_owned(),
+        };
+        match action {
+            "blocked" => metrics.blocked.get_or_create(&tag).inc(),
+            _ => metrics.detect_only.get_or_create(&tag).inc(),
+        };
+        if detection.tag == Tag::EngineError {
+            metrics.inspection_errors.inc();
+        }
+        warn!(
+            target: "frameguard::audit",
+            connection_id = self.audit.connection_id,
+            client_ip = %self.audit.client.ip(),
+            route = %self.audit.route,
+            policy = %self.audit.policy,
+            direction = direction.as_str(),
+            tag = detection.tag.as_str(),
+            rule_id = %detection.rule_id,
+            excerpt = %detection.excerpt,
+            action,
+            "detection"
+        );
+    }
+}
+
+fn message_direction(direction: Direction) -> MessageDirection {
+    match direction {
+        Direction::Inbound => MessageDirection::Inbound,
+        Direction::Outbound => MessageDirection::Outbound,
+    }
+}
+
+impl MessageInspector for EngineInspector {
+    fn inspect(&mut self, direction: Direction, events: &[Event], decisions: &mut Vec<Decision>) {
+        let messages: Vec<MessageRef<'_>> = events
+            .iter()
+            .filter_map(|event| match event {
+                Event::Message(msg) => Some(MessageRef {
+                    direction: message_direction(direction),
+                    kind: if msg.opcode == OpCode::Text {
+                        MessageKind::Text
+                    } else {
+                        MessageKind::Binary
+                    },
+                    compressed: msg.rsv & RSV1 != 0,
+                    payload: &msg.payload,
+                    largest_frame: msg.fragments.iter().copied().max().unwrap_or(0),
+                }),
+                Event::Control(_) => None,
+            })
+            .collect();
+        if messages.is_empty() {
+            decisions.extend(events.iter().map(|_| Decision::Forward));
+            return;
+        }
+        let started = Instant::now();
+        let mut verdicts = Vec::with_capacity(messages.len());
+        let scanned = {
+            let mut state = self
+                .state
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            self.with_scratch(|scratch| {
+                self.engine
+                    .inspect_batch(&mut state, scratch, started, &messages, &mut verdicts)
+            })
+        };
+        let metrics = &self.shared.metrics;
+        metrics
+            .inspection_latency
+            .observe(started.elapsed().as_secs_f64());
+        metrics.messages_inspected.inc_by(messages.len() as u64);
+        let mut verdicts = verdicts.into_iter();
+        for event in events {
+            let decision = match event {
+                Event::Control(_) => Decision::Forward,
+                Event::Message(_) if scanned.is_none() => {
+                    metrics.inspection_errors.inc();
+                    Decision::Close(CloseCode::INTERNAL, "Internal error")
+                }
+                Event::Message(_) => match verdicts.next().unwrap_or(Verdict::Allow) {
+                    Verdict::Allow => Decision::Forward,
+                    Verdict::DetectOnly(detection) => {
+                        self.audit(direction, &detection, "detect-only");
+                        Decision::Forward
+                    }
+                    Verdict::Block {
+                        close_code,
+                        reason,
+                        detection,
+                    } => {
+                        self.audit(direction, &detection, "blocked");
+                        Decision::Close(CloseCode(close_code), reason)
+                    }
+                },
+            };
+            decisions.push(decision);
+        }
     }
 }
