@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
 use frameguard_config::{AgentKind, Config, Route, Router};
@@ -13,27 +13,15 @@ use tokio::sync::watch;
 use crate::limits::ConnectionLimits;
 use crate::metrics::Metrics;
 use crate::tls::{self, TlsAcceptors};
-
-/// The targets of one upstream, picked round-robin.
-pub struct UpstreamPool {
-    pub name: String,
-    targets: Vec<String>,
-    next: AtomicUsize,
-    pub connect_timeout: Duration,
-}
-
-impl UpstreamPool {
-    pub fn pick(&self) -> &str {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.targets.len();
-        &self.targets[i]
-    }
-}
+use crate::upstream::UpstreamPool;
 
 /// One loaded configuration with everything derived from it.
 pub struct App {
     pub config: Config,
     pub router: Router,
-    pub upstreams: Vec<UpstreamPool>,
+    pub upstreams: Vec<Arc<UpstreamPool>>,
+    /// Stops this configuration's health checks once it is replaced.
+    health_stop: watch::Sender<bool>,
     pub tls: TlsAcceptors,
     /// The inspection engine, when any inspector agent is configured.
     pub engine: Option<Arc<Engine>>,
@@ -69,20 +57,13 @@ impl App {
             })
             .collect();
         let router = Router::new(&config.routes);
-        let upstreams = config
-            .upstreams
-            .iter()
-            .map(|u| UpstreamPool {
-                name: u.name.clone(),
-                targets: u.targets.clone(),
-                next: AtomicUsize::new(0),
-                connect_timeout: u.connect_timeout,
-            })
-            .collect();
+        let upstreams = config.upstreams.iter().map(UpstreamPool::new).collect();
+        let (health_stop, _) = watch::channel(false);
         Ok(App {
             config,
             router,
             upstreams,
+            health_stop,
             tls,
             engine,
             route_policies,
@@ -91,11 +72,31 @@ impl App {
 
     /// The index of an upstream pool by name (config validation guarantees routes' names exist).
     pub fn upstream_index(&self, name: &str) -> Option<usize> {
-        self.upstreams.iter().position(|u| u.name == name)
+        self.upstreams.iter().position(|u| u.name() == name)
     }
 
     pub fn route(&self, index: usize) -> &Route {
         &self.config.routes[index]
+    }
+
+    /// Start probing this configuration's upstream targets (on the current tokio runtime);
+    /// the probes stop when the configuration is replaced or the process shuts down.
+    pub fn start_health_checks(&self, shutdown: &watch::Receiver<bool>) {
+        for pool in &self.upstreams {
+            let probes = pool.health_checks(self.health_stop.subscribe());
+            let mut shutdown = shutdown.clone();
+            let stop = self.health_stop.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = probes => {}
+                    _ = shutdown.changed() => { let _ = stop.send(true); }
+                }
+            });
+        }
+    }
+
+    fn stop_health_checks(&self) {
+        let _ = self.health_stop.send(true);
     }
 }
 
@@ -133,10 +134,15 @@ impl Shared {
 
     /// Install a reloaded configuration; connections already open keep the one they started with.
     pub fn replace(&self, app: App) {
-        *self
-            .current
-            .write()
-            .unwrap_or_else(|poison| poison.into_inner()) = Arc::new(app);
+        app.start_health_checks(&self.shutdown);
+        let old = std::mem::replace(
+            &mut *self
+                .current
+                .write()
+                .unwrap_or_else(|poison| poison.into_inner()),
+            Arc::new(app),
+        );
+        old.stop_health_checks();
     }
 
     /// Count one accepted connection until the guard drops (the shutdown drain waits for these).

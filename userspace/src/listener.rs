@@ -122,6 +122,7 @@ pub fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
             info!(address = %listener.local_addr()?, %path, "metrics listening");
             tokio::spawn(serve_metrics(listener, path, shared.clone()));
         }
+        shared.app().start_health_checks(&shared.shutdown);
         supervise(&shared, &reload).await
     })?;
     info!(

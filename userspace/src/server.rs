@@ -54,7 +54,7 @@ impl Worker {
             .iter()
             .map(|pool| {
                 let mut connector = HttpConnector::new();
-                connector.set_connect_timeout(Some(pool.connect_timeout));
+                connector.set_connect_timeout(Some(pool.connect_timeout()));
                 connector.set_nodelay(true);
                 Client::builder(TokioExecutor::new())
                     .pool_timer(TokioTimer::new())
@@ -211,19 +211,23 @@ async fn websocket<S: ClientStream>(
         );
     };
     let pool = &app.upstreams[upstream];
-    let target = pool.pick().to_owned();
-    let upstream_resp = match open_upstream(&req, &upgrade, &target, conn, pool.connect_timeout)
+    let Some(lease) = pool.pick() else {
+        shared.metrics.handshake("upstream_error");
+        return text(StatusCode::BAD_GATEWAY, "no healthy upstream target\n");
+    };
+    let target = lease.target().to_owned();
+    let upstream_resp = match open_upstream(&req, &upgrade, &target, conn, pool.connect_timeout())
         .await
     {
         Ok(resp) => resp,
         Err(err) => {
-            warn!(route = %route.name, upstream = %pool.name, %target, error = %err, "upstream handshake failed");
+            warn!(route = %route.name, upstream = %pool.name(), %target, error = %err, "upstream handshake failed");
             shared.metrics.handshake("upstream_error");
             shared
                 .metrics
                 .upstream_connect_errors
                 .get_or_create(&UpstreamLabel {
-                    upstream: pool.name.clone(),
+                    upstream: pool.name().to_owned(),
                 })
                 .inc();
             return text(StatusCode::BAD_GATEWAY, "upstream unavailable\n");
@@ -270,6 +274,7 @@ async fn websocket<S: ClientStream>(
     tokio::spawn(async move {
         let _open = open;
         let _slot = slot;
+        let _lease = lease;
         let route = app.route(route_index);
         let (client, upstream) = match tokio::try_join!(client_upgrade, upstream_upgrade) {
             Ok(pair) => pair,
@@ -441,7 +446,10 @@ async fn open_upstream(
 /// Forward a plain HTTP request to the upstream over the worker's pooled client.
 async fn proxy_http(req: Request<Incoming>, upstream: usize, conn: &Connection) -> Response<Body> {
     let app = &conn.worker.app;
-    let target = app.upstreams[upstream].pick();
+    let Some(lease) = app.upstreams[upstream].pick() else {
+        return text(StatusCode::BAD_GATEWAY, "no healthy upstream target\n");
+    };
+    let target = lease.target();
     let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
     let Ok(uri) = format!("http://{target}{path}").parse::<http::Uri>() else {
         return text(StatusCode::BAD_REQUEST, "invalid request target\n");
