@@ -1,0 +1,312 @@
+//! Canonical forms ("views") of a decoded string that the rules match against.
+//!
+//! Every view folds lookalike characters to ASCII (fullwidth forms, typographic quotes), drops
+//! invisible and control characters, and collapses whitespace runs to one space, so patterns
+//! only need ` ?` where an attacker may put any amount of whitespace. No view ever contains
+//! `\n` except [`Layout::Lines`], which keeps line breaks on purpose: the scan buffer uses `\n`
+//! between segments and built-in patterns never match it.
+
+/// How a view treats comments, line breaks and shell quoting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// `/* .. */` becomes a space (it separates tokens in SQL, CSS and HTML attribute soup).
+    Main,
+    /// SQL comments vanish (`UN/**/ION` = `UNION`); `--` / `#` comments up to a line break become
+    /// a space.
+    SqlJoined,
+    /// Like `Main`, but whitespace runs containing a line break become `\n`, so that a line
+    /// start works as a shell command separator.
+    Lines,
+    /// Like `Main`, plus shell de-obfuscation: quotes and backslashes inside words vanish,
+    /// `${IFS}` and friends become spaces, `{cmd,arg}` brace lists become `cmd arg`.
+    Shell,
+}
+
+/// Cheap facts about a string that decide which extra views are worth building.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traits {
+    pub sql_comment: bool,
+    pub line_break: bool,
+    pub shell_meta: bool,
+}
+
+pub fn traits(src: &str) -> Traits {
+    let bytes = src.as_bytes();
+    let mut traits = Traits::default();
+    let mut line_comment = false;
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'/' if bytes.get(i + 1) == Some(&b'*') => traits.sql_comment = true,
+            b'-' if bytes.get(i + 1) == Some(&b'-') => line_comment = true,
+            b'#' => line_comment = true,
+            b'\n' | b'\r' => traits.line_break = true,
+            b'\'' | b'"' | b'\\' | b'$' | b'^' | b'{' | b'<' => traits.shell_meta = true,
+            _ => {}
+        }
+    }
+    // A line comment only hides something when a line break ends it.
+    traits.sql_comment |= line_comment && traits.line_break;
+    traits
+}
+
+enum Folded {
+    Char(char),
+    Space,
+    LineBreak,
+    Drop,
+}
+
+fn fold(c: char) -> Folded {
+    match c {
+        '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}' => Folded::LineBreak,
+        '\u{FF01}'..='\u{FF5E}' => {
+            Folded::Char(char::from_u32(c as u32 - 0xFEE0).unwrap_or(c))
+        }
+        '\u{2018}' | '\u{2019}' | '\u{201A}' | '\u{201B}' | '\u{2032}' | '\u{02B9}'
+        | '\u{02BC}' | '\u{02C8}' => Folded::Char('\''),
+        '\u{201C}' | '\u{201D}' | '\u{201E}' | '\u{201F}' | '\u{2033}' => Folded::Char('"'),
+        '\u{FE64}' => Folded::Char('<'),
+        '\u{FE65}' => Folded::Char('>'),
+        '\u{200B}'..='\u{200F}'
+        | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}'
+        | '\u{FEFF}'
+        | '\u{00AD}'
+        | '\u{034F}'
+        | '\u{180E}' => Folded::Drop,
+        c if c.is_whitespace() => Folded::Space,
+        c if c.is_control() => Folded::Drop,
+        c => Folded::Char(c),
+    }
+}
+
+struct Writer<'a> {
+    out: &'a mut String,
+    start: usize,
+    pending_space: bool,
+    pending_break: bool,
+}
+
+impl Writer<'_> {
+    fn space(&mut self) {
+        self.pending_space = true;
+    }
+
+    fn line_break(&mut self) {
+        self.pending_break = true;
+    }
+
+    fn push(&mut self, c: char) {
+        if self.out.len() > self.start {
+            if self.pending_break {
+                self.out.push('\n');
+            } else if self.pending_space {
+                self.out.push(' ');
+            }
+        }
+        self.pending_space = false;
+        self.pending_break = false;
+        self.out.push(c);
+    }
+
+    fn last(&self) -> Option<char> {
+        self.out[self.start..].chars().next_back()
+    }
+}
+
+/// Appends the `layout` view of `src` to `out`.
+pub fn normalize(src: &str, layout: Layout, out: &mut String) {
+    let start = out.len();
+    let mut w = Writer {
+        out,
+        start,
+        pending_space: false,
+        pending_break: false,
+    };
+    let bytes = src.as_bytes();
+    let mut in_version_comment = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        // Comment syntax is ASCII, so byte-level look-ahead stays on char boundaries.
+        if b == b'/' && bytes.get(i + 1) == Some(&b'*') {
+            if let Some(close) = find(bytes, i + 2, b"*/") {
+                if bytes.get(i + 2) == Some(&b'!') {
+                    // MySQL runs the body of `/*!50000 ... */`: keep it, drop the markers.
+                    in_version_comment = true;
+                    i += 3;
+                    while i < bytes.len() && bytes[i].is_ascii_digit() {
+                        i += 1;
+                    }
+                } else {
+                    i = close + 2;
+                }
+                comment_gap(&mut w, layout);
+                continue;
+            }
+        }
+        if in_version_comment && b == b'*' && bytes.get(i + 1) == Some(&b'/') {
+            in_version_comment = false;
+            i += 2;
+            comment_gap(&mut w, layout);
+            continue;
+        }
+        if layout == Layout::SqlJoined
+            && (b == b'#' || (b == b'-' && bytes.get(i + 1) == Some(&b'-')))
+        {
+            if let Some(eol) = bytes[i..].iter().position(|&c| c == b'\n' || c == b'\r') {
+                i += eol;
+                w.space();
+                continue;
+            }
+        }
+        if layout == Layout::Shell {
+            if let Some(next) = shell_step(src, i, &mut w) {
+                i = next;
+                continue;
+            }
+        }
+        let c = src[i..].chars().next().unwrap_or('\u{FFFD}');
+        i += c.len_utf8();
+        match fold(c) {
+            Folded::Char(c) => w.push(c),
+            Folded::Space => w.space(),
+            Folded::LineBreak if layout == Layout::Lines => w.line_break(),
+            Folded::LineBreak => w.space(),
+            Folded::Drop => {}
+        }
+    }
+}
+
+fn comment_gap(w: &mut Writer<'_>, layout: Layout) {
+    if layout != Layout::SqlJoined {
+        w.space();
+    }
+}
+
+fn find(haystack: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    memchr::memmem::find(haystack.get(from..)?, needle).map(|p| p + from)
+}
+
+/// Shell de-obfuscation at byte `i`; returns the next position when it consumed something.
+fn shell_step(src: &str, i: usize, w: &mut Writer<'_>) -> Option<usize> {
+    let bytes = src.as_bytes();
+    let rest = &bytes[i..];
+    let word_before = w.last().is_some_and(|c| c.is_ascii_alphanumeric());
+    let next = rest.get(1).copied();
+    match rest[0] {
+        b'\'' | b'"' => Some(i + 1),
+        b'\\' if next.is_some_and(|c| c.is_ascii_alphanumeric() || c == b'/') => Some(i + 1),
+        b'^' if word_before && next.is_some_and(|c| c.is_ascii_alphanumeric()) => Some(i + 1),
+        b'<' => {
+            w.space();
+            Some(i + 1)
+        }
+        b'$' => {
+            let ifs_len = ifs_at(&rest[1..]);
+            if ifs_len > 0 {
+                w.space();
+                return Some(i + 1 + ifs_len);
+            }
+            match next {
+                Some(b'@' | b'*' | b'0'..=b'9') => Some(i + 2),
+                Some(b'(') if rest.get(2) == Some(&b')') => Some(i + 3),
+                Some(b'{') if rest.get(2) == Some(&b'}') => Some(i + 3),
+                _ => None,
+            }
+        }
+        b'{' => {
+            let close = rest.iter().take(256).position(|&c| c == b'}')?;
+            let inner = &src[i + 1..i + close];
+            if !inner.contains(',') || inner.contains(|c: char| c.is_whitespace()) {
+                return None;
+            }
+            w.space();
+            for c in inner.chars() {
+                if c == ',' {
+                    w.space();
+                } else {
+                    w.push(c);
+                }
+            }
+            w.space();
+            Some(i + close + 1)
+        }
+        _ => None,
+    }
+}
+
+/// Length of an `IFS` spelling after `$`: `IFS`, `{IFS}`, optionally followed by `$9`-style
+/// empty positional parameters.
+fn ifs_at(rest: &[u8]) -> usize {
+    let len = if rest.len() >= 5 && rest[..5].eq_ignore_ascii_case(b"{ifs}") {
+        5
+    } else if rest.len() >= 3
+        && rest[..3].eq_ignore_ascii_case(b"ifs")
+        && !rest.get(3).is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+    {
+        3
+    } else {
+        return 0;
+    };
+    if rest.get(len) == Some(&b'$') && rest.get(len + 1).is_some_and(u8::is_ascii_digit) {
+        len + 2
+    } else {
+        len
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{normalize, traits, Layout};
+
+    fn view(src: &str, layout: Layout) -> String {
+        let mut out = String::new();
+        normalize(src, layout, &mut out);
+        out
+    }
+
+    #[test]
+    fn folds_whitespace_controls_and_lookalikes() {
+        assert_eq!(view("  a \t\r\n b\u{0}c  ", Layout::Main), "a bc");
+        assert_eq!(view("\u{FF1C}script\u{FF1E}", Layout::Main), "<script>");
+        assert_eq!(view("java\u{200B}script\u{2019}", Layout::Main), "javascript'");
+        assert_eq!(view("a\u{3000}b\u{a0}c", Layout::Main), "a b c");
+    }
+
+    #[test]
+    fn comments_split_in_main_and_join_in_sql_view() {
+        assert_eq!(view("UN/**/ION SEL/*x*/ECT", Layout::Main), "UN ION SEL ECT");
+        assert_eq!(view("UN/**/ION SEL/*x*/ECT", Layout::SqlJoined), "UNION SELECT");
+        assert_eq!(view("/*!50000union*/select", Layout::SqlJoined), "unionselect");
+        assert_eq!(view("/*!50000union*/ select", Layout::Main), "union select");
+        assert_eq!(view("union-- x\nselect #y\r\n1", Layout::SqlJoined), "union select 1");
+        assert_eq!(view("admin'--", Layout::SqlJoined), "admin'--");
+        assert_eq!(view("a /* open", Layout::Main), "a /* open");
+    }
+
+    #[test]
+    fn lines_view_keeps_line_breaks() {
+        assert_eq!(view("x\n\n  id\r\nls", Layout::Lines), "x\nid\nls");
+        assert_eq!(view("x\n", Layout::Lines), "x");
+    }
+
+    #[test]
+    fn shell_view_removes_quoting_tricks() {
+        assert_eq!(view("w'h'o'am'i", Layout::Shell), "whoami");
+        assert_eq!(view("c\\at /e\"t\"c/passwd", Layout::Shell), "cat /etc/passwd");
+        assert_eq!(view("cat${IFS}/etc/passwd", Layout::Shell), "cat /etc/passwd");
+        assert_eq!(view("cat$IFS$9/etc/passwd", Layout::Shell), "cat /etc/passwd");
+        assert_eq!(view("who$@ami;{cat,/etc/passwd}", Layout::Shell), "whoami; cat /etc/passwd");
+        assert_eq!(view("w^h^o^a^m^i", Layout::Shell), "whoami");
+        assert_eq!(view("cat</etc/passwd", Layout::Shell), "cat /etc/passwd");
+        assert_eq!(view("{ a, b }", Layout::Shell), "{ a, b }");
+    }
+
+    #[test]
+    fn traits_pick_extra_views() {
+        let t = traits("it's\nfine -- ok");
+        assert!(t.line_break && t.shell_meta && t.sql_comment);
+        assert_eq!(traits("plain words"), Default::default());
+    }
+}

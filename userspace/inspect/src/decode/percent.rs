@@ -1,0 +1,125 @@
+//! URL percent-decoding (`%XX`, IIS-style `%uXXXX`, `+` as space).
+
+/// Decodes `input`; returns `None` when it contains nothing to decode.
+///
+/// Bytes that do not form valid UTF-8 after decoding become U+FFFD, except overlong two-byte
+/// forms of ASCII (`%C0%BC` = `<`), which are folded to the ASCII byte they spell because some
+/// decoders accept them and attackers use them to hide markup.
+pub fn decode(input: &str) -> Option<String> {
+    let bytes = input.as_bytes();
+    if !bytes.iter().any(|&b| b == b'%' || b == b'+') {
+        return None;
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut changed = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'+' {
+            out.push(b' ');
+            changed = true;
+            i += 1;
+            continue;
+        }
+        if b == b'%' {
+            if let Some(byte) = hex_pair(bytes, i + 1) {
+                out.push(byte);
+                changed = true;
+                i += 3;
+                continue;
+            }
+            if matches!(bytes.get(i + 1), Some(b'u' | b'U')) {
+                if let Some(code) = hex_run::<4>(bytes, i + 2) {
+                    let ch = char::from_u32(code).unwrap_or(char::REPLACEMENT_CHARACTER);
+                    let mut buf = [0u8; 4];
+                    out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                    changed = true;
+                    i += 6;
+                    continue;
+                }
+            }
+        }
+        out.push(b);
+        i += 1;
+    }
+    if !changed {
+        return None;
+    }
+    fold_overlong_ascii(&mut out);
+    Some(match String::from_utf8(out) {
+        Ok(text) => text,
+        Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
+    })
+}
+
+fn hex_pair(bytes: &[u8], at: usize) -> Option<u8> {
+    let hi = hex_value(*bytes.get(at)?)?;
+    let lo = hex_value(*bytes.get(at + 1)?)?;
+    Some(hi << 4 | lo)
+}
+
+fn hex_run<const N: usize>(bytes: &[u8], at: usize) -> Option<u32> {
+    let digits = bytes.get(at..at + N)?;
+    digits
+        .iter()
+        .try_fold(0u32, |acc, &d| Some(acc << 4 | u32::from(hex_value(d)?)))
+}
+
+pub(crate) fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Rewrites `C0/C1 xx` overlong encodings of ASCII in place.
+fn fold_overlong_ascii(bytes: &mut Vec<u8>) {
+    let mut read = 0;
+    let mut write = 0;
+    while read < bytes.len() {
+        let b = bytes[read];
+        if (b == 0xC0 || b == 0xC1) && read + 1 < bytes.len() && bytes[read + 1] & 0xC0 == 0x80 {
+            bytes[write] = ((b & 0x01) << 6) | (bytes[read + 1] & 0x3F);
+            read += 2;
+        } else {
+            bytes[write] = b;
+            read += 1;
+        }
+        write += 1;
+    }
+    bytes.truncate(write);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode;
+
+    #[test]
+    fn decodes_hex_escapes_and_plus() {
+        assert_eq!(decode("%3Cscript%3E").as_deref(), Some("<script>"));
+        assert_eq!(decode("1+union+select").as_deref(), Some("1 union select"));
+        assert_eq!(decode("%u003cb%u003E").as_deref(), Some("<b>"));
+    }
+
+    #[test]
+    fn double_encoding_needs_two_passes() {
+        let once = decode("%253Cscript%253E").unwrap();
+        assert_eq!(once, "%3Cscript%3E");
+        assert_eq!(decode(&once).as_deref(), Some("<script>"));
+    }
+
+    #[test]
+    fn overlong_ascii_is_folded_and_invalid_bytes_replaced() {
+        assert_eq!(decode("%C0%BCscript%C0%BE").as_deref(), Some("<script>"));
+        assert_eq!(decode("a%FFb").as_deref(), Some("a\u{FFFD}b"));
+    }
+
+    #[test]
+    fn leaves_plain_or_malformed_input_alone() {
+        assert_eq!(decode("100% sure"), None);
+        assert_eq!(decode("%zz%4"), None);
+        assert_eq!(decode("no escapes"), None);
+    }
+}

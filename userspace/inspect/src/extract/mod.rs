@@ -1,0 +1,6 @@
+//! Structure-aware extraction of the strings a message carries: JSON keys and values,
+//! socket.io event arguments, MessagePack strings.
+
+pub mod json;
+pub mod msgpack;
+pub mod socketio;

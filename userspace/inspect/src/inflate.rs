@@ -1,0 +1,205 @@
+//! permessage-deflate (RFC 7692) inflation with per-direction context, bounded output.
+
+use flate2::{Decompress, FlushDecompress, Status};
+
+/// Inflated size above which the compression ratio is checked.
+pub const RATIO_FLOOR: usize = 1 << 20;
+/// Largest accepted inflated/compressed ratio once past [`RATIO_FLOOR`]; deflate tops out near
+/// 1032:1, so this only stops messages that are almost pure repetition (bombs).
+pub const MAX_RATIO: usize = 100;
+const CHUNK: usize = 16 * 1024;
+/// RFC 7692 section 7.2.2: the sender strips this empty stored block; the receiver appends it.
+const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InflateError {
+    /// Output passed the size limit.
+    TooBig,
+    /// Output passed [`MAX_RATIO`].
+    Bomb,
+    /// Not a valid deflate stream.
+    Corrupt,
+    /// An earlier failure left the shared window unusable.
+    Desynced,
+}
+
+/// One direction's decompressor.
+pub struct Inflater {
+    decompress: Decompress,
+    no_context_takeover: bool,
+    /// The previous message ended the deflate stream (BFINAL) or failed.
+    needs_reset: bool,
+    desynced: bool,
+}
+
+impl Inflater {
+    /// `window_bits` is the negotiated `*_max_window_bits` (8..=15; 0 means 15). zlib cannot
+    /// inflate with an 8-bit window, and a 9-bit one accepts every stream an 8-bit sender makes.
+    pub fn new(window_bits: u8, no_context_takeover: bool) -> Inflater {
+        let bits = match window_bits {
+            0 => 15,
+            b => b.clamp(9, 15),
+        };
+        Inflater {
+            decompress: Decompress::new_with_window_bits(false, bits),
+            no_context_takeover,
+            needs_reset: false,
+            desynced: false,
+        }
+    }
+
+    /// Inflates one message into `out` (cleared first), producing at most `limit` bytes.
+    pub fn inflate(&mut self, input: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<(), InflateError> {
+        out.clear();
+        if self.desynced {
+            return Err(InflateError::Desynced);
+        }
+        if self.needs_reset || self.no_context_takeover {
+            self.decompress.reset(false);
+            self.needs_reset = false;
+        }
+        let result = self.run(input, limit, out);
+        match result {
+            Ok(()) => {}
+            // Without context takeover the next message starts from an empty window anyway.
+            Err(_) if self.no_context_takeover => self.needs_reset = true,
+            Err(_) => self.desynced = true,
+        }
+        result
+    }
+
+    fn run(&mut self, input: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<(), InflateError> {
+        for chunk in [input, &TAIL[..]] {
+            let mut consumed = 0;
+            loop {
+                if out.len() == out.capacity() {
+                    if out.len() > limit {
+                        return Err(InflateError::TooBig);
+                    }
+                    out.reserve_exact(CHUNK.min(limit + 1 - out.len()).max(1));
+                }
+                let in_before = self.decompress.total_in();
+                let out_before = out.len();
+                let status = self
+                    .decompress
+                    .decompress_vec(&chunk[consumed..], out, FlushDecompress::Sync)
+                    .map_err(|_| InflateError::Corrupt)?;
+                consumed += (self.decompress.total_in() - in_before) as usize;
+                if out.len() > limit {
+                    return Err(InflateError::TooBig);
+                }
+                if out.len() > RATIO_FLOOR && out.len() / MAX_RATIO > input.len() {
+                    return Err(InflateError::Bomb);
+                }
+                if status == Status::StreamEnd {
+                    self.needs_reset = true;
+                    return Ok(());
+                }
+                let progressed = self.decompress.total_in() != in_before || out.len() != out_before;
+                let output_room = out.len() < out.capacity();
+                if consumed >= chunk.len() && output_room {
+                    break;
+                }
+                if !progressed && output_room {
+                    // Needs input we do not have: the message ended mid-block.
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::{Compress, Compression, FlushCompress};
+
+    /// A permessage-deflate sender: sync flush, tail stripped.
+    struct Sender(Compress);
+
+    impl Sender {
+        fn new(bits: u8) -> Sender {
+            Sender(Compress::new_with_window_bits(Compression::default(), false, bits))
+        }
+
+        fn send(&mut self, data: &[u8]) -> Vec<u8> {
+            let mut out = Vec::with_capacity(data.len() + 64);
+            let start = self.0.total_in();
+            loop {
+                let fed = (self.0.total_in() - start) as usize;
+                self.0.compress_vec(&data[fed..], &mut out, FlushCompress::Sync).unwrap();
+                let all_fed = (self.0.total_in() - start) as usize == data.len();
+                if all_fed && out.len() < out.capacity() {
+                    break;
+                }
+                out.reserve(out.capacity().max(1024));
+            }
+            assert!(out.ends_with(&TAIL));
+            out.truncate(out.len() - 4);
+            out
+        }
+    }
+
+    #[test]
+    fn context_takeover_reuses_the_window() {
+        let mut sender = Sender::new(15);
+        let mut inflater = Inflater::new(15, false);
+        let mut out = Vec::new();
+        let message = b"the same message twice, the same message twice";
+        let first = sender.send(message);
+        inflater.inflate(&first, 1 << 20, &mut out).unwrap();
+        assert_eq!(out, message);
+        let second = sender.send(message);
+        assert!(second.len() < first.len(), "second message refers back to the first");
+        inflater.inflate(&second, 1 << 20, &mut out).unwrap();
+        assert_eq!(out, message);
+        // A receiver without the shared window cannot decode the second message.
+        let mut fresh = Inflater::new(15, true);
+        assert!(fresh.inflate(&second, 1 << 20, &mut out).is_err() || out != message);
+    }
+
+    #[test]
+    fn no_context_takeover_resets_between_messages() {
+        let mut inflater = Inflater::new(15, true);
+        let mut out = Vec::new();
+        for text in [&b"hello hello hello"[..], b"another one"] {
+            let mut sender = Sender::new(15);
+            let wire = sender.send(text);
+            inflater.inflate(&wire, 1024, &mut out).unwrap();
+            assert_eq!(out, text);
+        }
+    }
+
+    #[test]
+    fn negotiated_small_windows_work_across_messages() {
+        for bits in [8, 9, 12] {
+            // zlib itself raises an 8-bit deflate window to 9 bits.
+            let mut sender = Sender::new(bits.max(9));
+            let mut inflater = Inflater::new(bits, false);
+            let mut out = Vec::new();
+            for round in 0..5 {
+                let message = format!("round {round}: the quick brown fox jumps over the lazy dog").repeat(20);
+                let wire = sender.send(message.as_bytes());
+                inflater.inflate(&wire, 1 << 20, &mut out).unwrap();
+                assert_eq!(out, message.as_bytes(), "bits {bits} round {round}");
+            }
+        }
+    }
+
+    #[test]
+    fn size_cap_and_bomb() {
+        let zeros = vec![0u8; 4 << 20];
+        let wire = Sender::new(15).send(&zeros);
+        let mut out = Vec::new();
+        assert_eq!(Inflater::new(15, true).inflate(&wire, 64 * 1024, &mut out), Err(InflateError::TooBig));
+        assert!(out.len() <= 64 * 1024 + CHUNK);
+        assert_eq!(Inflater::new(15, true).inflate(&wire, 16 << 20, &mut out), Err(InflateError::Bomb));
+    }
+
+    #[test]
+    fn garbage_is_corrupt() {
+        let mut out = Vec::new();
+        assert_eq!(Inflater::new(15, true).inflate(&[0xff; 16], 1024, &mut out), Err(InflateError::Corrupt));
+    }
+}

@@ -1,0 +1,139 @@
+//! Confirmation of XSS candidates: is the hit inside an HTML tag, an attribute the input broke
+//! into, or a script context, and does it carry script?
+
+/// The match sits inside an open tag: `<name ...` with no `>` since.
+fn inside_tag(text: &str, start: usize) -> bool {
+    let before = &text.as_bytes()[..start];
+    let Some(open) = memchr::memrchr(b'<', before) else {
+        return false;
+    };
+    if memchr::memchr(b'>', &before[open..]).is_some() {
+        return false;
+    }
+    before
+        .get(open + 1)
+        .is_some_and(|&c| c.is_ascii_alphabetic() || matches!(c, b'/' | b'!' | b'?'))
+}
+
+/// `value` starts like script: a call, a tagged template, member access or a script URI.
+fn looks_like_script(value: &str) -> bool {
+    let value = value.trim_start_matches([' ', '"', '\'', '`']);
+    let window = &value.as_bytes()[..value.len().min(96)];
+    if window.len() >= 11 && window[..11].eq_ignore_ascii_case(b"javascript:") {
+        return true;
+    }
+    window.windows(2).any(|pair| {
+        let ident = pair[0].is_ascii_alphanumeric() || matches!(pair[0], b'_' | b'$' | b']' | b')');
+        ident && matches!(pair[1], b'(' | b'`')
+    }) || window.windows(3).any(|w| {
+        w[0].is_ascii_alphanumeric() && w[1] == b'.' && w[2].is_ascii_alphabetic()
+    }) || window.windows(2).any(|w| w == b"=>")
+}
+
+/// `on<event>=`: confirmed inside a tag, or when it follows a quote/space/slash (attribute
+/// injection such as `" onmouseover="alert(1)`) and its value is script.
+pub fn event_handler(text: &str, start: usize, end: usize) -> bool {
+    if inside_tag(text, start) {
+        return true;
+    }
+    let before = text[..start].chars().next_back();
+    let attribute_position = before.is_none_or(|c| matches!(c, ' ' | '"' | '\'' | '`' | '/' | ';' | ','));
+    attribute_position && looks_like_script(&text[end..])
+}
+
+/// `javascript:` / `vbscript:` URIs; "I like javascript: it is fun" passes.
+pub fn script_uri(text: &str, start: usize, end: usize) -> bool {
+    let after = &text[end..];
+    if after.chars().next().is_some_and(|c| c != ' ') {
+        return true;
+    }
+    let before = text[..start].trim_end_matches(' ');
+    let in_attribute = before
+        .chars()
+        .next_back()
+        .is_some_and(|c| matches!(c, '=' | '(' | '"' | '\'' | '`' | '>'));
+    in_attribute || looks_like_script(after)
+}
+
+/// JS punctuation that puts the following identifier in script context.
+fn script_punctuation(c: char) -> bool {
+    matches!(c, ';' | '\'' | '"' | '`' | '(' | '+' | '-' | '=' | ':' | '{' | '}' | '>' | ',' | '|' | '&' | '!' | '*' | '/' | '[' | '?' | '\\')
+}
+
+/// `alert(1)`, `prompt\`1\``, `eval(...)`, `'-confirm(document.domain)-'`.
+pub fn script_sink(text: &str, start: usize, end: usize) -> bool {
+    let matched = &text[start..end];
+    let opener = matched.chars().next_back().unwrap_or(' ');
+    let spaced = matched.contains(' ');
+    let before = text[..start].trim_end_matches(' ').chars().next_back();
+    let in_script_context = before.is_some_and(script_punctuation);
+    if spaced && !in_script_context {
+        return false;
+    }
+    if opener == '`' {
+        return true;
+    }
+    let name = matched[..matched.len() - 1].trim_end().to_ascii_lowercase();
+    if !matches!(name.as_str(), "alert" | "prompt" | "confirm" | "print") {
+        return true;
+    }
+    // A dialog call: anything but a lone English word in the parens counts.
+    let args = &text[end..];
+    let close = args.find(')');
+    let inner = close.map_or(args, |c| &args[..c]).trim();
+    let lone_word = !inner.is_empty()
+        && inner.chars().all(|c| c.is_ascii_alphabetic())
+        && inner.chars().any(|c| c.is_ascii_lowercase());
+    !lone_word || in_script_context
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span(text: &str, needle: &str) -> (usize, usize) {
+        let start = text.find(needle).unwrap();
+        (start, start + needle.len())
+    }
+
+    #[test]
+    fn event_handlers_in_tags_and_attributes() {
+        let t = "<img src=x onerror=alert(1)>";
+        let (s, e) = span(t, "onerror=");
+        assert!(event_handler(t, s, e));
+        let t = "\" onmouseover=\"alert(1)";
+        let (s, e) = span(t, "onmouseover=");
+        assert!(event_handler(t, s, e));
+        let t = "turn on=off please";
+        let (s, e) = span(t, "on=");
+        assert!(!event_handler(t, s, e));
+        let t = "set online= true";
+        let (s, e) = span(t, "online=");
+        assert!(!event_handler(t, s, e));
+    }
+
+    #[test]
+    fn script_uris() {
+        let t = "<a href=javascript:alert(1)>";
+        let (s, e) = span(t, "javascript:");
+        assert!(script_uri(t, s, e));
+        let t = "I like javascript: it is fun";
+        let (s, e) = span(t, "javascript:");
+        assert!(!script_uri(t, s, e));
+        let t = "javascript: alert(document.cookie)";
+        let (s, e) = span(t, "javascript:");
+        assert!(script_uri(t, s, e));
+    }
+
+    #[test]
+    fn sinks() {
+        for (t, needle) in [("alert(1)", "alert("), ("';alert(String.fromCharCode(88))//", "alert("), ("prompt`1`", "prompt`"), ("x=eval(name)", "eval(")] {
+            let (s, e) = span(t, needle);
+            assert!(script_sink(t, s, e), "{t}");
+        }
+        for (t, needle) in [("I can confirm(ed)", "confirm("), ("please confirm (2 people)", "confirm (")] {
+            let (s, e) = span(t, needle);
+            assert!(!script_sink(t, s, e), "{t}");
+        }
+    }
+}

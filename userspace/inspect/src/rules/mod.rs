@@ -1,0 +1,390 @@
+//! The built-in rule sets. Every rule is one Hyperscan expression (PCRE syntax that the `regex`
+//! crate also accepts, so benchmarks can run the same rules as a per-pattern loop) matched
+//! case-insensitively and multi-line against the normalized views of a message.
+//!
+//! A rule either blocks on its own (`Confirm::None`: the expression is specific enough) or is
+//! a candidate that a confirmer checks against the surrounding tokens. Expressions never match
+//! `\n`, the separator between views in the scan buffer.
+
+pub mod html;
+pub mod shell;
+pub mod sql;
+pub mod sqltok;
+
+/// Which built-in family a rule belongs to (each is switched on by its policy flag).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Family {
+    Xss,
+    Sqli,
+    CmdInjection,
+}
+
+/// Which view of a string a segment of the scan buffer holds (see [`crate::decode::normalize`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum View {
+    /// The string as received, normalized.
+    Original,
+    /// After percent/entity/JS-escape decoding, normalized.
+    Decoded,
+    /// SQL comments removed.
+    SqlJoined,
+    /// Line breaks kept.
+    Lines,
+    /// Shell quoting tricks undone.
+    Shell,
+}
+
+impl View {
+    pub const fn bit(self) -> u8 {
+        1 << self as u8
+    }
+}
+
+/// A set of [`View`]s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Views(u8);
+
+impl Views {
+    pub const fn of(views: &[View]) -> Views {
+        let mut bits = 0;
+        let mut i = 0;
+        while i < views.len() {
+            bits |= views[i].bit();
+            i += 1;
+        }
+        Views(bits)
+    }
+
+    pub const fn contains(self, view: View) -> bool {
+        self.0 & view.bit() != 0
+    }
+}
+
+const MARKUP: Views = Views::of(&[View::Original, View::Decoded, View::SqlJoined, View::Lines]);
+const SHELL: Views = Views::of(&[View::Original, View::Decoded, View::Lines, View::Shell]);
+/// Views for rules that must see the literal `$IFS`-style tricks the shell view rewrites.
+const SHELL_LITERAL: Views = Views::of(&[View::Original, View::Decoded, View::Lines]);
+/// Views that custom patterns see.
+pub const CUSTOM_VIEWS: Views = Views::of(&[View::Original, View::Decoded, View::Lines]);
+
+/// How a candidate hit is confirmed before it counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Confirm {
+    /// The expression alone is evidence.
+    None,
+    EventHandler,
+    ScriptUri,
+    ScriptSink,
+    UnionSelect,
+    Tautology,
+    BooleanFunction,
+    QuoteComment,
+    StackedQuery,
+    Statement,
+    SelectFrom,
+    OrderBy,
+    SqlEvidence,
+    ShellCommand,
+}
+
+impl Confirm {
+    /// Runs the confirmer on a match `[start, end)` of `text`.
+    pub fn check(self, text: &str, start: usize, end: usize) -> bool {
+        match self {
+            Confirm::None => true,
+            Confirm::EventHandler => html::event_handler(text, start, end),
+            Confirm::ScriptUri => html::script_uri(text, start, end),
+            Confirm::ScriptSink => html::script_sink(text, start, end),
+            Confirm::UnionSelect => sql::union_select(text, start, end),
+            Confirm::Tautology => sql::tautology(text, start, end),
+            Confirm::BooleanFunction => sql::boolean_function(text, start, end),
+            Confirm::QuoteComment => sql::quote_comment(text, start, end),
+            Confirm::StackedQuery => sql::stacked_query(text, start, end),
+            Confirm::Statement => sql::statement(text, start, end),
+            Confirm::SelectFrom => sql::select_from(text, start, end),
+            Confirm::OrderBy => sql::order_by(text, start, end),
+            Confirm::SqlEvidence => sql::sql_evidence(text, start, end),
+            Confirm::ShellCommand => shell::chained_command(text, start, end),
+        }
+    }
+}
+
+/// One built-in rule.
+#[derive(Clone, Copy, Debug)]
+pub struct Rule {
+    /// Stable identifier reported in detections, e.g. `xss.script-tag`.
+    pub id: &'static str,
+    pub family: Family,
+    pub expression: &'static str,
+    pub confirm: Confirm,
+    pub views: Views,
+}
+
+const fn rule(id: &'static str, family: Family, expression: &'static str, confirm: Confirm, views: Views) -> Rule {
+    Rule {
+        id,
+        family,
+        expression,
+        confirm,
+        views,
+    }
+}
+
+use Confirm as C;
+use Family::{CmdInjection as Cmd, Sqli, Xss};
+
+/// Shell commands the command-injection candidates look for after a separator.
+macro_rules! commands {
+    () => {
+        "(?:whoami|uname|ifconfig|ipconfig|systeminfo|sysinfo|netstat|nslookup|wget|curl|ncat|netcat|nc|bash|sh|zsh|ksh|csh|tcsh|dash|powershell|pwsh|cmd|python[23]?|perl|php|ruby|lua|node|passwd|tasklist|taskkill|certutil|bitsadmin|xterm|mkfifo|mknod|socat|chmod|chown|crontab|wmic|useradd|usermod|nohup|xargs|printenv|lsof|traceroute|tracert|nbtstat|schtasks|icacls|cacls|findstr|sudo|telnet|tftp|hostname|uptime|gawk|awk|egrep|base64|pkill|killall|rmdir|chattr|iptables|id|ls|dir|cat|tac|type|echo|printf|sleep|usleep|ping|pwd|ps|kill|rm|mv|cp|touch|find|grep|net|env|set|time|more|less|head|tail|which|wc|nl|od|xxd|strings|dd|tar|unzip|reg|sc|shutdown|reboot|mount|df|du|who|last|route|arp|dig|host|java|exec|su|vi|vim|timeout|del|copy|ver|vol|tree|attrib|systemctl|service|openssl|gcc|git|choice)"
+    };
+}
+
+/// The built-in rules, in evaluation order.
+pub const BUILTIN: &[Rule] = &[
+    // --- XSS -------------------------------------------------------------------------------
+    rule("xss.script-tag", Xss, r"<(?:/ ?)?script\b", C::None, MARKUP),
+    rule(
+        "xss.embedding-tag",
+        Xss,
+        r"<(?:iframe|frame|frameset|object|embed|applet|svg|portal|isindex|vmlframe|style)\b",
+        C::None,
+        MARKUP,
+    ),
+    rule("xss.base-tag", Xss, r"<base\b[^>\n]*\bhref ?=", C::None, MARKUP),
+    rule("xss.meta-tag", Xss, r"<meta\b[^>\n]*\b(?:http-equiv|content|url|charset) ?=", C::None, MARKUP),
+    rule("xss.link-tag", Xss, r"<link\b[^>\n]*\b(?:href|rel|import) ?=", C::None, MARKUP),
+    rule("xss.math-tag", Xss, r"<math\b[^>\n]*\b(?:href|xlink)", C::None, MARKUP),
+    rule("xss.event-handler", Xss, r"\bon[a-z]{3,40} ?=", C::EventHandler, MARKUP),
+    rule(
+        "xss.script-uri",
+        Xss,
+        r"\b(?:j ?a ?v ?a|v ?b|l ?i ?v ?e) ?s ?c ?r ?i ?p ?t ?:",
+        C::ScriptUri,
+        MARKUP,
+    ),
+    rule(
+        "xss.data-uri",
+        Xss,
+        r"\bdata ?: ?(?:text/html|text/xml|text/javascript|application/(?:x-)?javascript|application/xhtml|image/svg\+xml|application/x-shockwave|[^,\n ]{0,40};base64, ?P[A-H])",
+        C::None,
+        MARKUP,
+    ),
+    rule("xss.srcdoc", Xss, r"\bsrcdoc ?=", C::None, MARKUP),
+    rule(
+        "xss.css-expression",
+        Xss,
+        r"(?:[:=(] ?['\x22]? ?expression ?\(|-moz-binding ?:|\bbehavio(?:u)?r ?: ?url|@import ?(?:url)? ?\(? ?['\x22]? ?(?:javascript|https?:|//))",
+        C::None,
+        MARKUP,
+    ),
+    rule(
+        "xss.script-sink",
+        Xss,
+        r"\b(?:alert|prompt|confirm|print|eval|settimeout|setinterval|execscript|msgbox)\b ?[(\x60]",
+        C::ScriptSink,
+        MARKUP,
+    ),
+    rule(
+        "xss.dom-sink",
+        Xss,
+        r"(?:\bdocument ?\. ?(?:cookie|domain|write|writeln|location|url|referrer)\b|\bwindow ?\. ?(?:location|open|name|eval)\b|\.(?:inner|outer)html ?=|\blocation ?\. ?(?:href|hash|replace|assign)\b|\bfromcharcode ?\(|\.constructor ?\(|\bconstructor ?\. ?constructor\b|\batob ?\(|\bimport ?\( ?['\x22\x60]|\b(?:top|self|parent|window|globalthis|frames) ?\[ ?['\x22\x60]|\$\{ ?alert)",
+        C::None,
+        MARKUP,
+    ),
+    rule(
+        "xss.template-injection",
+        Xss,
+        r"\{\{[^}\n]{0,80}(?:constructor|\$eval|\$on|alert|\$event|__proto__|\[ ?'|\.call ?\(|\.apply ?\()",
+        C::None,
+        MARKUP,
+    ),
+    // --- SQL injection -------------------------------------------------------------------
+    rule("sqli.union-select", Sqli, r"\bunion(?: (?:all|distinct))? ?\(* ?select", C::UnionSelect, MARKUP),
+    rule(
+        "sqli.tautology",
+        Sqli,
+        r"(?:\b(?:or|and|xor|having|where|when|not)\b|\|\||&&) ?\(* ?[-+!~]?(?:[0-9][\w.]*|'[^'\n]*'?|\x22[^\x22\n]*\x22?|[a-z_@$][\w.$@]*) ?\)* ?(?:[=<>!]|\blike\b|\bis\b|\brlike\b|\bregexp\b|\bbetween\b|\bin ?\(|\bsounds\b|\bdiv\b)",
+        C::Tautology,
+        MARKUP,
+    ),
+    rule(
+        "sqli.boolean-function",
+        Sqli,
+        r"(?:\b(?:or|and|xor|not|having|where)\b|\|\||&&) ?\(* ?[a-z_][\w.]* ?\(",
+        C::BooleanFunction,
+        MARKUP,
+    ),
+    rule(
+        "sqli.boolean-tail",
+        Sqli,
+        r"['\x22\x60)] ?(?:\b(?:or|and|xor)\b|\|\||&&) ?\(* ?(?:[0-9]+|true|false|null|'[^'\n]*'|\x22[^\x22\n]*\x22) ?\)* ?(?:--|#|/\*|;|$)",
+        C::None,
+        MARKUP,
+    ),
+    rule("sqli.quote-comment", Sqli, r"['\x22\x60] ?\)* ?(?:--|#|/\*)", C::QuoteComment, MARKUP),
+    rule(
+        "sqli.stacked-query",
+        Sqli,
+        r"; ?(?:drop|insert|update|delete|select|exec|execute|declare|shutdown|create|alter|truncate|waitfor|grant|revoke|set|if|begin|union)\b",
+        C::StackedQuery,
+        MARKUP,
+    ),
+    rule(
+        "sqli.ddl-statement",
+        Sqli,
+        r"\b(?:drop|create|alter|truncate) (?:table|database|schema|view|procedure|function|user|trigger|index|login)\b",
+        C::Statement,
+        MARKUP,
+    ),
+    rule(
+        "sqli.dml-statement",
+        Sqli,
+        r"(?:\binsert into [\w.\x60\x22\[\]]+ ?(?:\(|values\b|select\b)|\bdelete from [\w.\x60\x22\[\]]+ ?(?:where\b|;|--|#|$)|\bupdate [\w.\x60\x22\[\]]+ set [\w.\x60\x22\[\]]+ ?=)",
+        C::None,
+        MARKUP,
+    ),
+    rule("sqli.select-from", Sqli, r"\bselect\b[^\n]*\bfrom\b", C::SelectFrom, MARKUP),
+    rule(
+        "sqli.time-delay",
+        Sqli,
+        r"(?:\bsleep ?\( ?(?:[0-9.]+ ?\)|\(|select\b|if\b|case\b|@)|\bbenchmark ?\( ?[0-9]|\bpg_sleep ?\(|\bwaitfor (?:delay|time) ?['\x22]|\bdbms_lock ?\. ?sleep ?\(|\bdbms_pipe ?\. ?receive_message ?\(|\brandomblob ?\( ?[0-9]{5,})",
+        C::None,
+        MARKUP,
+    ),
+    rule(
+        "sqli.schema-enumeration",
+        Sqli,
+        r"\b(?:information_schema|mysql\.(?:user|db)\b|sysobjects|syscolumns|sysdatabases|sysusers|sys\.(?:objects|tables|columns|databases|sql_logins|all_tables|user_objects|schemas)\b|pg_(?:catalog|shadow|user|database|tables|class|namespace|stat_activity)\b|sqlite_(?:master|schema|temp_master)\b|all_tab_columns|all_tables\b|user_tables\b|user_tab_columns|dba_users|msysaccessobjects|msysobjects|sysibm\.|syscat\.|rdb\$|master\.\.sys)",
+        C::None,
+        MARKUP,
+    ),
+    rule(
+        "sqli.system-variable",
+        Sqli,
+        r"@@(?:version|datadir|hostname|basedir|servername|tmpdir|language|spid|identity|global|session|port|innodb)",
+        C::None,
+        MARKUP,
+    ),
+    rule(
+        "sqli.mssql-procedure",
+        Sqli,
+        r"\b(?:xp_cmdshell|xp_regread|xp_regwrite|xp_dirtree|xp_fileexist|xp_servicecontrol|xp_availablemedia|sp_oacreate|sp_oamethod|sp_executesql|sp_makewebtask|sp_addlogin|sp_addsrvrolemember|sp_configure|sp_password|opendatasource|openrowset|openquery)\b",
+        C::None,
+        MARKUP,
+    ),
+    rule(
+        "sqli.file-access",
+        Sqli,
+        r"(?:\bload_file ?\(|\binto (?:out|dump)file\b|\bload data (?:local )?infile\b|\bpg_read_file ?\(|\butl_file ?\.|\bcopy [\w.]+ (?:from|to) program\b)",
+        C::None,
+        MARKUP,
+    ),
+    rule(
+        "sqli.database-package",
+        Sqli,
+        r"\b(?:utl_inaddr|utl_http|dbms_xmlgen|dbms_xmlquery|dbms_java|dbms_export_extension|dbms_utility|dbms_sql|ctxsys\.\w|sys\.dbms_\w)",
+        C::None,
+        MARKUP,
+    ),
+    rule(
+        "sqli.error-function",
+        Sqli,
+        r"(?:\b(?:extractvalue|updatexml|name_const|gtid_subset|json_keys|st_latfromgeohash) ?\(|\bexp ?\( ?~|\bfloor ?\( ?rand ?\()",
+        C::None,
+        MARKUP,
+    ),
+    rule(
+        "sqli.dynamic-exec",
+        Sqli,
+        r"(?:\bexec(?:ute)? ?\( ?@|\bdeclare @\w+ (?:as )?(?:n?varchar|n?char|int|sysname|varbinary|table|cursor)\b|\bcast ?\( ?0x[0-9a-f]{6,}|\b(?:char|chr) ?\( ?[0-9]+ ?\) ?(?:\+|\|\|) ?(?:char|chr) ?\(|\bchar ?\( ?[0-9]+ ?(?:, ?[0-9]+ ?){2,}\))",
+        C::None,
+        MARKUP,
+    ),
+    rule(
+        "sqli.function-chain",
+        Sqli,
+        r"\b(?:concat|concat_ws|group_concat|char|chr|ascii|substring|substr|mid|unhex|hex|version|database|user|current_user|system_user|convert|cast|md5|ord|length|count|if|iif|ifnull|isnull|coalesce|elt|make_set|sys_context|to_char|xmltype|multipoint|polygon|geometrycollection|linestring)\b ?\(",
+        C::SqlEvidence,
+        MARKUP,
+    ),
+    rule("sqli.order-by", Sqli, r"\b(?:order|group) by ?[0-9]+\b", C::OrderBy, MARKUP),
+    // --- Command injection ---------------------------------------------------------------
+    rule(
+        "cmdi.chained-command",
+        Cmd,
+        concat!(r"(?:^|[;&|\x60'\x22()]|\$\() ?(?:[\w.~-]*/)?", commands!(), r"\b"),
+        C::ShellCommand,
+        SHELL,
+    ),
+    rule(
+        "cmdi.brace-expansion",
+        Cmd,
+        concat!(r"\{ ?", commands!(), r" ?,[^}\n ]*\}"),
+        C::None,
+        SHELL_LITERAL,
+    ),
+    rule("cmdi.ifs", Cmd, r"\$(?:\{ ?ifs ?\}|ifs\b)", C::None, SHELL_LITERAL),
+    rule("cmdi.dev-tcp", Cmd, r"(?:/dev/(?:tcp|udp)/|>& ?/dev/|\bexec [0-9]*<>|[0-9]<& ?[0-9]+)", C::None, SHELL),
+    rule(
+        "cmdi.interactive-shell",
+        Cmd,
+        r"(?:\b(?:ba|z|k|c|tc|da|a)?sh -[a-z]*i\b|\bn(?:c|cat|etcat)(?:\.exe)?\b[^\n]{0,60} -[a-z]*[ec]\b|\bmkfifo /|\bsocat\b[^\n]{0,80}\bexec:)",
+        C::None,
+        SHELL,
+    ),
+    rule(
+        "cmdi.socket-shell",
+        Cmd,
+        r"(?:\bpty\.spawn ?\(|\bsocket\.socket ?\(|\buse socket ?;|\bfsockopen ?\(|\btcpsocket\.(?:new|open)\b|system\.net\.sockets\.tcpclient)",
+        C::None,
+        SHELL,
+    ),
+    rule(
+        "cmdi.sensitive-file",
+        Cmd,
+        r"(?:/etc/(?:passwd|shadow|group|hosts|issue|sudoers|crontab|hostname|resolv\.conf|motd|fstab|master\.passwd)\b|/proc/self/(?:environ|cmdline|fd|maps|exe|status)\b|\bc: ?[\\/]+windows[\\/]+(?:system32|win\.ini|repair|system\.ini|panther)|\b(?:win|boot|system)\.ini\b)",
+        C::None,
+        SHELL,
+    ),
+    rule(
+        "cmdi.code-exec",
+        Cmd,
+        r"(?:\b(?:system|exec|shell_exec|passthru|popen|proc_open|pcntl_exec|spawn|execsync|spawnsync|os\.system|os\.popen|subprocess\.(?:call|run|popen|check_output)|process\.start|child_process\.exec) ?\( ?['\x22\x60$]|\bruntime\.getruntime ?\( ?\) ?\.exec\b)",
+        C::None,
+        SHELL,
+    ),
+    rule("cmdi.interpreter-eval", Cmd, r"\b(?:perl|python[23]?|ruby|php|node|lua) -[a-z]*[ecr] ?['\x22]", C::None, SHELL),
+    rule("cmdi.shellshock", Cmd, r"\(\) ?\{ ?[^}\n]{0,20}\} ?;", C::None, SHELL),
+    rule("cmdi.ssi", Cmd, r"<!--# ?(?:exec|include|echo|printenv|config|fsize|flastmod|set)\b", C::None, SHELL),
+    rule("cmdi.system-binary", Cmd, r"(?:^|[^\w.])/(?:usr/)?(?:local/)?s?bin/[a-z]", C::None, SHELL),
+    rule(
+        "cmdi.windows-command",
+        Cmd,
+        r"(?:^|[;&|\x60'\x22()]) ?(?:net (?:user|localgroup|view|share|use|session|accounts)\b|reg (?:query|add|delete)\b|sc (?:query|create|config)\b|wmic |type [a-z]:\\|dir [a-z]:\\)",
+        C::None,
+        SHELL,
+    ),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::BUILTIN;
+    use std::collections::HashSet;
+
+    #[test]
+    fn ids_are_unique_and_namespaced() {
+        let mut seen = HashSet::new();
+        for rule in BUILTIN {
+            assert!(seen.insert(rule.id), "duplicate {}", rule.id);
+            assert!(rule.id.starts_with("xss.") || rule.id.starts_with("sqli.") || rule.id.starts_with("cmdi."));
+        }
+    }
+
+    #[test]
+    fn expressions_also_compile_as_regex_crate_patterns() {
+        for rule in BUILTIN {
+            regex_syntax::Parser::new().parse(rule.expression).unwrap_or_else(|e| panic!("{}: {e}", rule.id));
+        }
+    }
+}

@@ -1,0 +1,467 @@
+//! Confirmation of SQL-injection candidates with the token check of [`super::sqltok`].
+//!
+//! Each function gets the view text and the `[start, end)` of the Hyperscan match and decides
+//! whether the surrounding tokens form SQL syntax (the user input breaking out of a literal
+//! or appending clauses) rather than English that happens to contain SQL words.
+
+use super::sqltok::{
+    is_injection_function, is_keyword, is_unambiguous_function, tokenize, Kind, Token,
+};
+
+const LOOKAHEAD: usize = 48;
+
+/// What the text right before a match says about injection context.
+fn injection_context_before(text: &str, start: usize) -> bool {
+    let before = text[..start].trim_end_matches(' ');
+    let Some(last) = before.chars().next_back() else {
+        return true;
+    };
+    if !last.is_alphabetic() {
+        return true;
+    }
+    let word_start = before
+        .rfind(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .map_or(0, |p| p + 1);
+    let word = &before[word_start..];
+    is_keyword(word) || word.chars().any(|c| c.is_ascii_digit())
+}
+
+fn tokens_after(text: &str, end: usize) -> Vec<Token<'_>> {
+    tokenize(&text[end..], LOOKAHEAD)
+}
+
+/// After `SELECT`: does a select list follow?
+fn select_list_strength(after: &[Token<'_>]) -> Strength {
+    let Some(first) = after.first() else {
+        return Strength::Weak;
+    };
+    let next = after.get(1);
+    match first.kind {
+        Kind::Num | Kind::Str | Kind::Var | Kind::LParen | Kind::Comment => Strength::Strong,
+        Kind::Op if first.text == "*" || first.text == "-" => Strength::Strong,
+        Kind::Word => {
+            if is_keyword(first.text) && !first.is_word("from") {
+                return Strength::Strong;
+            }
+            if next.is_some_and(|t| t.kind == Kind::LParen) && is_injection_function(first.text) {
+                return Strength::Strong;
+            }
+            match next {
+                Some(t) if t.is_word("from") => Strength::Strong,
+                Some(t) if matches!(t.kind, Kind::Comma | Kind::Comment | Kind::Semi) => {
+                    Strength::Strong
+                }
+                None => Strength::Weak,
+                _ => Strength::None,
+            }
+        }
+        _ => Strength::None,
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Strength {
+    None,
+    Weak,
+    Strong,
+}
+
+/// `UNION [ALL] SELECT`.
+pub fn union_select(text: &str, start: usize, end: usize) -> bool {
+    match select_list_strength(&tokens_after(text, end)) {
+        Strength::Strong => true,
+        Strength::Weak => injection_context_before(text, start),
+        Strength::None => false,
+    }
+}
+
+/// One operand of a comparison: `1`, `'a'`, `x`, `@v`, `f(...)`, with leading parens/signs.
+struct Operand<'a> {
+    token: Token<'a>,
+    call: bool,
+}
+
+fn operand<'a>(tokens: &[Token<'a>], pos: &mut usize) -> Option<Operand<'a>> {
+    while tokens.get(*pos).is_some_and(|t| {
+        t.kind == Kind::LParen || (t.kind == Kind::Op && matches!(t.text, "-" | "+" | "!" | "~"))
+    }) {
+        *pos += 1;
+    }
+    let token = *tokens.get(*pos)?;
+    if !matches!(token.kind, Kind::Num | Kind::Str | Kind::Word | Kind::Var) {
+        return None;
+    }
+    *pos += 1;
+    let call = token.kind == Kind::Word && tokens.get(*pos).is_some_and(|t| t.kind == Kind::LParen);
+    if call {
+        // Skip the balanced argument list.
+        let mut depth = 0usize;
+        while let Some(t) = tokens.get(*pos) {
+            *pos += 1;
+            match t.kind {
+                Kind::LParen => depth += 1,
+                Kind::RParen => {
+                    depth -= 1;
+                    if depth == 0 {
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    while tokens.get(*pos).is_some_and(|t| t.kind == Kind::RParen) {
+        *pos += 1;
+    }
+    Some(Operand { token, call })
+}
+
+fn is_comparison(t: &Token<'_>) -> bool {
+    (t.kind == Kind::Op && matches!(t.text, "=" | "<" | ">" | "<=" | ">=" | "<>" | "!=" | "<=>" | "==" | "!<" | "!>"))
+        || ["like", "rlike", "regexp", "is", "in", "between", "sounds", "div"]
+            .iter()
+            .any(|w| t.is_word(w))
+}
+
+fn strong_operand(op: &Operand<'_>) -> bool {
+    op.token.is_literal()
+        || op.token.kind == Kind::Var
+        || (op.call && is_injection_function(op.token.text))
+        || op.token.is_word("null")
+}
+
+/// `OR 1=1`, `' OR 'a'='a`, `AND 8=3`, `OR x=x`, `AND ascii(substr(user(),1,1))>64`.
+pub fn tautology(text: &str, start: usize, _end: usize) -> bool {
+    let tokens = tokenize(&text[start..], LOOKAHEAD);
+    let mut pos = 1;
+    let Some(lhs) = operand(&tokens, &mut pos) else {
+        return false;
+    };
+    let Some(cmp) = tokens.get(pos) else {
+        return false;
+    };
+    if !is_comparison(cmp) {
+        return false;
+    }
+    pos += 1;
+    if tokens.get(pos).is_some_and(|t| t.is_word("not")) {
+        pos += 1;
+    }
+    let Some(rhs) = operand(&tokens, &mut pos) else {
+        // `' or 1=` at the end of the input: the application supplies the rest.
+        return lhs.token.is_literal() && quote_breakout_before(text, start);
+    };
+    if strong_operand(&lhs) && strong_operand(&rhs) {
+        return true;
+    }
+    if (lhs.call && is_unambiguous_function(lhs.token.text))
+        || (rhs.call && is_unambiguous_function(rhs.token.text))
+    {
+        return true;
+    }
+    if lhs.token.kind == Kind::Word
+        && rhs.token.kind == Kind::Word
+        && lhs.token.text.eq_ignore_ascii_case(rhs.token.text)
+        && cmp.kind == Kind::Op
+    {
+        return true;
+    }
+    quote_breakout_before(text, start) && (strong_operand(&lhs) || strong_operand(&rhs))
+}
+
+/// The boolean operator directly follows a quote, digit or paren: the input closed a literal.
+fn quote_breakout_before(text: &str, start: usize) -> bool {
+    let before = text[..start].trim_end_matches(' ');
+    before
+        .chars()
+        .next_back()
+        .is_some_and(|c| matches!(c, '\'' | '"' | '`' | ')') || c.is_ascii_digit())
+}
+
+/// `OR sleep(5)`, `AND extractvalue(1,...)`, `|| isnull(1/0)`: a boolean operator applied to an
+/// injection function call.
+pub fn boolean_function(text: &str, _start: usize, end: usize) -> bool {
+    // The match ends at the `(`; the name is the word right before it.
+    let head = text[..end - 1].trim_end_matches(' ');
+    let name_start = head
+        .rfind(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.'))
+        .map_or(0, |p| p + 1);
+    is_unambiguous_function(&head[name_start..])
+}
+
+/// `admin'--`, `1') #`, `x"/*`: a quote that closes the application's literal, then a comment
+/// that cuts the rest of its query.
+pub fn quote_comment(text: &str, start: usize, end: usize) -> bool {
+    let quote = text.as_bytes()[start];
+    let count = text.bytes().filter(|&b| b == quote).count();
+    if count % 2 == 0 {
+        return false;
+    }
+    let marker = &text[..end];
+    let rest = text[end..].trim();
+    if marker.ends_with('#') {
+        return !rest.contains(|c: char| c.is_alphanumeric());
+    }
+    if marker.ends_with("--") {
+        return rest.split(' ').filter(|w| w.chars().any(char::is_alphabetic)).count() <= 1;
+    }
+    true
+}
+
+const STATEMENT_TARGETS: &[&str] = &[
+    "table", "database", "schema", "view", "index", "procedure", "proc", "function", "user",
+    "trigger", "column", "login", "role", "sequence", "event", "server", "tablespace",
+    "synonym", "package",
+];
+
+/// `; DROP TABLE x`, `; EXEC xp_cmdshell`, `; DECLARE @s`, `; SELECT ...`: a second statement.
+pub fn stacked_query(text: &str, _start: usize, end: usize) -> bool {
+    // The match ends right after the statement keyword.
+    let head = &text[..end];
+    let kw_start = head
+        .rfind(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .map_or(0, |p| p + 1);
+    let keyword = head[kw_start..].to_ascii_lowercase();
+    let after = tokens_after(text, end);
+    statement_follows(&keyword, &after)
+}
+
+fn statement_follows(keyword: &str, after: &[Token<'_>]) -> bool {
+    let first = after.first();
+    let second = after.get(1);
+    let ends = |t: Option<&Token<'_>>| t.is_none_or(|t| matches!(t.kind, Kind::Semi | Kind::Comment));
+    match keyword {
+        "drop" | "create" | "alter" => {
+            first.is_some_and(|t| STATEMENT_TARGETS.iter().any(|w| t.is_word(w)))
+        }
+        "truncate" => first.is_some_and(|t| t.is_word("table")) || (first.is_some_and(|t| t.kind == Kind::Word) && ends(second)),
+        "insert" => first.is_some_and(|t| t.is_word("into")),
+        "delete" => {
+            first.is_some_and(|t| t.is_word("from"))
+                || (first.is_some_and(|t| t.kind == Kind::Word) && second.is_some_and(|t| t.is_word("where")))
+        }
+        "update" => first.is_some_and(|t| t.kind == Kind::Word) && second.is_some_and(|t| t.is_word("set")),
+        "select" => select_list_strength(after) >= Strength::Weak,
+        "exec" | "execute" => first.is_some_and(|t| {
+            let lower = t.text.to_ascii_lowercase();
+            matches!(t.kind, Kind::LParen | Kind::Var | Kind::Str)
+                || lower.starts_with("xp_")
+                || lower.starts_with("sp_")
+                || lower.starts_with("master.")
+                || lower == "immediate"
+        }),
+        "declare" => first.is_some_and(|t| t.kind == Kind::Var),
+        "set" => first.is_some_and(|t| t.kind == Kind::Var),
+        "shutdown" => ends(first) || first.is_some_and(|t| t.is_word("with")),
+        "waitfor" => first.is_some_and(|t| t.is_word("delay") || t.is_word("time")),
+        "grant" | "revoke" => first.is_some_and(|t| {
+            ["all", "select", "insert", "update", "delete", "exec", "execute", "dba", "connect"]
+                .iter()
+                .any(|w| t.is_word(w))
+        }),
+        "if" => first.is_some_and(|t| matches!(t.kind, Kind::LParen | Kind::Var) || t.is_word("exists") || t.is_word("not")),
+        "begin" => ends(first) || first.is_some_and(|t| t.is_word("declare") || t.is_word("tran") || t.is_word("transaction")),
+        "union" => select_list_strength(after.get(1..).unwrap_or(&[])) >= Strength::Weak && after.first().is_some_and(|t| t.is_word("select") || t.is_word("all")),
+        _ => false,
+    }
+}
+
+/// `DROP TABLE users`, `DELETE FROM x WHERE`, `INSERT INTO x VALUES`, `UPDATE x SET y=`.
+pub fn statement(text: &str, start: usize, end: usize) -> bool {
+    let tokens = tokenize(&text[start..], LOOKAHEAD);
+    let Some(head) = tokens.first() else {
+        return false;
+    };
+    let keyword = head.text.to_ascii_lowercase();
+    let after = &tokens[1..];
+    if !statement_follows(&keyword, after) {
+        return false;
+    }
+    match keyword.as_str() {
+        // `drop table <name>` then the end of the statement.
+        "drop" | "create" | "alter" | "truncate" => {
+            let rest = tokenize(&text[end..], 6);
+            rest.first().is_none_or(|t| {
+                matches!(t.kind, Kind::Semi | Kind::Comment | Kind::Comma | Kind::LParen)
+                    || ["if", "cascade", "purge", "as", "add", "set", "modify"].iter().any(|w| t.is_word(w))
+            })
+        }
+        _ => true,
+    }
+}
+
+/// Common English words that never name a table in an attack but follow "select ... from".
+const ENGLISH_AFTER_FROM: &[&str] = &[
+    "the", "a", "an", "here", "there", "them", "it", "this", "that", "these", "those", "my",
+    "your", "our", "his", "her", "their", "which", "what", "me", "you", "us", "him", "home",
+    "work", "school", "now", "then", "each", "every", "any", "all", "one", "two", "both",
+];
+
+/// `SELECT <list> FROM <table>` with a real select list and a table followed by a clause or
+/// the end, not "select a seat from the menu".
+pub fn select_from(text: &str, start: usize, _end: usize) -> bool {
+    let tokens = tokenize(&text[start..], LOOKAHEAD * 2);
+    let Some(from_at) = tokens.iter().position(|t| t.is_word("from")) else {
+        return false;
+    };
+    let list = &tokens[1..from_at];
+    if list.is_empty() || !select_list_is_sql(list) {
+        return false;
+    }
+    let Some(table) = tokens.get(from_at + 1) else {
+        return false;
+    };
+    match table.kind {
+        Kind::Word => {}
+        Kind::LParen | Kind::Str => return true,
+        _ => return false,
+    }
+    if ENGLISH_AFTER_FROM.iter().any(|w| table.is_word(w)) {
+        return false;
+    }
+    match tokens.get(from_at + 2) {
+        None => true,
+        Some(t) => {
+            matches!(t.kind, Kind::Semi | Kind::Comment | Kind::Comma | Kind::RParen | Kind::Op)
+                || [
+                    "where", "limit", "order", "group", "union", "join", "having", "into",
+                    "procedure", "inner", "left", "right", "outer", "natural", "as", "offset",
+                    "for", "with", "and", "or",
+                ]
+                .iter()
+                .any(|w| t.is_word(w))
+        }
+    }
+}
+
+fn select_list_is_sql(list: &[Token<'_>]) -> bool {
+    let mut items = list.split(|t| t.kind == Kind::Comma).peekable();
+    let several = list.iter().any(|t| t.kind == Kind::Comma);
+    items.all(|item| {
+        let item: Vec<&Token<'_>> = item
+            .iter()
+            .filter(|t| !t.is_word("distinct") && !t.is_word("top") && !t.is_word("all"))
+            .collect();
+        match item.as_slice() {
+            [] => false,
+            [t] => {
+                matches!(t.kind, Kind::Num | Kind::Str | Kind::Var)
+                    || t.text == "*"
+                    || (t.kind == Kind::Word && (several || t.text.contains('.') || t.text.contains('_') || is_keyword(t.text) || t.text.len() > 1))
+            }
+            [name, paren, ..] if name.kind == Kind::Word && paren.kind == Kind::LParen => true,
+            [first, ..] if first.kind == Kind::LParen => true,
+            [_, as_kw, _] if as_kw.is_word("as") => true,
+            // `count(*)`-style items were handled above; `a b` is an alias only next to commas.
+            [a, b] if several && a.kind == Kind::Word && b.kind == Kind::Word => true,
+            _ => item.iter().any(|t| matches!(t.kind, Kind::Op | Kind::Var)),
+        }
+    })
+}
+
+/// `ORDER BY 5--`, `' ORDER BY 3#`: column-count probing.
+pub fn order_by(text: &str, start: usize, end: usize) -> bool {
+    let after = tokens_after(text, end);
+    match after.first() {
+        Some(t) if t.kind == Kind::Comment || t.kind == Kind::Semi => true,
+        Some(t) if t.kind == Kind::Comma => true,
+        Some(t) if t.is_word("desc") || t.is_word("asc") => {
+            after.get(1).is_none_or(|t| matches!(t.kind, Kind::Comment | Kind::Semi))
+        }
+        Some(_) => false,
+        None => injection_context_before(text, start),
+    }
+}
+
+/// Several SQL function calls, hex literals and SQL punctuation together: a weak single hit
+/// (e.g. `concat(`) is confirmed by how much other SQL surrounds it.
+pub fn sql_evidence(text: &str, start: usize, _end: usize) -> bool {
+    let window_start = floor_char_boundary(text, start.saturating_sub(96));
+    let tokens = tokenize(&text[window_start..], LOOKAHEAD * 3);
+    let mut score = 0;
+    for (i, t) in tokens.iter().enumerate() {
+        let call = tokens.get(i + 1).is_some_and(|n| n.kind == Kind::LParen);
+        score += match t.kind {
+            Kind::Word if call && is_unambiguous_function(t.text) => 2,
+            Kind::Word if call && is_injection_function(t.text) => 1,
+            Kind::Word if ["select", "union", "from", "where", "and", "or"].iter().any(|w| t.is_word(w)) => 1,
+            Kind::Num if t.text.len() > 6 && t.text[..2].eq_ignore_ascii_case("0x") => 2,
+            Kind::Var if t.text.starts_with("@@") => 2,
+            Kind::Comment => 1,
+            _ => 0,
+        };
+    }
+    score >= 4
+}
+
+pub(crate) fn floor_char_boundary(text: &str, mut at: usize) -> usize {
+    while at > 0 && !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str, needle: &str) -> (usize, usize) {
+        let start = text.to_ascii_lowercase().find(needle).unwrap();
+        (start, start + needle.len())
+    }
+
+    #[test]
+    fn union_select_needs_a_select_list() {
+        for attack in ["1 union select 1,2,3", "x' union select password from users", "-1 UNION SELECT null", "'union select"] {
+            let (s, e) = at(attack, "select");
+            let (u, _) = at(attack, "union");
+            assert!(union_select(attack, u, e), "{attack}");
+            assert!(s > u);
+        }
+        let benign = "join the union select a seat";
+        let (u, _) = at(benign, "union");
+        let (_, e) = at(benign, "select");
+        assert!(!union_select(benign, u, e));
+    }
+
+    #[test]
+    fn tautologies_and_english() {
+        for attack in ["' or '1'='1", "x or 1=1", "' and 8=3", "or x=x", "and ascii(substr(user(),1,1))>64", "\" or \"\"=\""] {
+            let start = attack.find(['o', 'a']).unwrap();
+            assert!(tautology(attack, start, attack.len()), "{attack}");
+        }
+        for benign in ["or this is fine", "and that = good", "or me is"] {
+            assert!(!tautology(benign, 0, benign.len()), "{benign}");
+        }
+    }
+
+    #[test]
+    fn quote_comments_need_an_open_literal() {
+        assert!(quote_comment("admin'--", 5, 8));
+        assert!(quote_comment("1') #", 1, 5));
+        assert!(!quote_comment("he said \"no\"-- and left", 11, 14));
+        assert!(!quote_comment("'great'#blessed", 6, 8));
+    }
+
+    #[test]
+    fn stacked_queries_need_a_statement() {
+        assert!(stacked_query("'; drop table users--", 1, 7));
+        assert!(stacked_query("1; exec xp_cmdshell 'dir'", 1, 7));
+        assert!(!stacked_query("a; drop me a line", 1, 7));
+        assert!(!stacked_query("ok; set the table", 2, 7));
+    }
+
+    #[test]
+    fn select_from_is_not_menu_talk() {
+        assert!(select_from("select * from users", 0, 19));
+        assert!(select_from("select name,pass from users where id=1", 0, 20));
+        assert!(!select_from("please select a seat from the menu", 7, 30));
+        assert!(!select_from("select one from the list", 0, 20));
+    }
+
+    #[test]
+    fn order_by_probe() {
+        assert!(order_by("1 order by 5--", 2, 12));
+        assert!(!order_by("place your order by 5 pm", 11, 21));
+    }
+}

@@ -1,0 +1,444 @@
+//! The scan buffer (normalized views of every string of every message in a batch, separated
+//! by `\n`), the Hyperscan database and the match callback that confirms and maps hits back.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hyperscan::prelude::*;
+use hyperscan::CompileFlags;
+
+use crate::decode::normalize::{normalize, traits, Layout};
+use crate::decode::decode_layers;
+use crate::extract::{json, msgpack, socketio};
+use crate::rules::{Confirm, Family, View, Views, BUILTIN, CUSTOM_VIEWS};
+use crate::schema::{truncate_on_char_boundary, validate};
+use crate::{Finding, InspectionPolicy, Tag, MAX_EXCERPT};
+
+static NEXT_DATABASE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Nested JSON (a JSON document inside a JSON string, as ActionCable sends) is unpacked this
+/// many levels deep.
+const MAX_JSON_NESTING: usize = 2;
+
+pub(crate) enum PreparedMessage {
+    /// Decided before scanning (`None` = allow without scanning).
+    Done(Option<crate::Finding>),
+    /// Its views are in the scan buffer.
+    Scanned,
+}
+
+enum Owner {
+    Builtin(Family),
+    Custom(u32),
+}
+
+struct PatternMeta {
+    owner: Owner,
+    rule_id: String,
+    confirm: Confirm,
+    views: Views,
+    /// Start offsets are reported (confirmers and segment checks can use them).
+    leftmost: bool,
+}
+
+pub(crate) struct Database {
+    hs: BlockDatabase,
+    patterns: Vec<PatternMeta>,
+    id: u64,
+}
+
+struct Segment {
+    start: usize,
+    end: usize,
+    message: usize,
+    view: View,
+}
+
+/// Normalized views of a batch.
+#[derive(Default)]
+struct ViewBuffer {
+    text: String,
+    segments: Vec<Segment>,
+}
+
+pub(crate) struct ScanScratch {
+    hs: hyperscan::Scratch,
+    database_id: u64,
+    views: ViewBuffer,
+    message_count: usize,
+    pub inflated: Vec<u8>,
+    json: Vec<u8>,
+    json_buffers: simd_json::Buffers,
+}
+
+impl Database {
+    /// Compiles the built-in rules plus, per policy index, its custom patterns.
+    pub fn build(customs: &[(u32, &[String])]) -> Result<Database, String> {
+        let mut patterns = Vec::new();
+        let mut metas = Vec::new();
+        for rule in BUILTIN {
+            let leftmost = rule.confirm != Confirm::None;
+            let mut flags = CompileFlags::CASELESS | CompileFlags::MULTILINE;
+            if leftmost {
+                flags |= CompileFlags::SOM_LEFTMOST;
+            }
+            let mut pattern = Pattern::with_flags(rule.expression, flags).map_err(|e| format!("{}: {e}", rule.id))?;
+            pattern.id = Some(patterns.len());
+            patterns.push(pattern);
+            metas.push(PatternMeta {
+                owner: Owner::Builtin(rule.family),
+                rule_id: rule.id.to_owned(),
+                confirm: rule.confirm,
+                views: rule.views,
+                leftmost,
+            });
+        }
+        for &(policy, list) in customs {
+            for (index, expression) in list.iter().enumerate() {
+                let (mut pattern, leftmost) = compile_custom(expression)?;
+                pattern.id = Some(patterns.len());
+                patterns.push(pattern);
+                metas.push(PatternMeta {
+                    owner: Owner::Custom(policy),
+                    rule_id: format!("custom.{index}"),
+                    confirm: Confirm::None,
+                    views: CUSTOM_VIEWS,
+                    leftmost,
+                });
+            }
+        }
+        let hs: BlockDatabase = Patterns(patterns)
+            .build()
+            .map_err(|e| format!("cannot compile the rule database: {e}"))?;
+        Ok(Database {
+            hs,
+            patterns: metas,
+            id: NEXT_DATABASE_ID.fetch_add(1, Ordering::Relaxed),
+        })
+    }
+
+    pub fn alloc_scratch(&self) -> Result<ScanScratch, String> {
+        Ok(ScanScratch {
+            hs: self.hs.alloc_scratch().map_err(|e| format!("cannot allocate Hyperscan scratch: {e}"))?,
+            database_id: self.id,
+            views: ViewBuffer::default(),
+            message_count: 0,
+            inflated: Vec::new(),
+            json: Vec::new(),
+            json_buffers: simd_json::Buffers::default(),
+        })
+    }
+
+    /// Scans the batch in `scratch`; one finding slot per message.
+    pub fn scan(
+        &self,
+        policy: &InspectionPolicy,
+        policy_index: u32,
+        scratch: &mut ScanScratch,
+        messages: usize,
+    ) -> Result<Vec<Option<Finding>>, ()> {
+        let mut findings: Vec<Option<Finding>> = (0..messages).map(|_| None).collect();
+        let views = &scratch.views;
+        if views.segments.is_empty() {
+            return Ok(findings);
+        }
+        if scratch.database_id != self.id {
+            return Err(());
+        }
+        let mut remaining = {
+            let mut seen = vec![false; messages];
+            views.segments.iter().for_each(|s| seen[s.message] = true);
+            seen.iter().filter(|&&s| s).count()
+        };
+        let enabled = |meta: &PatternMeta| match meta.owner {
+            Owner::Builtin(Family::Xss) => policy.xss_detection,
+            Owner::Builtin(Family::Sqli) => policy.sqli_detection,
+            Owner::Builtin(Family::CmdInjection) => policy.command_injection,
+            Owner::Custom(owner) => owner == policy_index,
+        };
+        let result = self.hs.scan(views.text.as_str(), &scratch.hs, |id: u32, from: u64, to: u64, _flags: u32| {
+            let Some(meta) = self.patterns.get(id as usize) else {
+                return Matching::Continue;
+            };
+            let (from, to) = (from as usize, to as usize);
+            let index = views.segments.partition_point(|s| s.end < to);
+            let Some(segment) = views.segments.get(index) else {
+                return Matching::Continue;
+            };
+            if segment.start >= to
+                || findings[segment.message].is_some()
+                || !enabled(meta)
+                || !meta.views.contains(segment.view)
+                || (meta.leftmost && from < segment.start)
+            {
+                return Matching::Continue;
+            }
+            let text = &views.text[segment.start..segment.end];
+            let start = if meta.leftmost { from - segment.start } else { to - segment.start };
+            let end = to - segment.start;
+            if !text.is_char_boundary(start) || !text.is_char_boundary(end) || !meta.confirm.check(text, start, end) {
+                return Matching::Continue;
+            }
+            findings[segment.message] = Some(Finding {
+                tag: match meta.owner {
+                    Owner::Builtin(Family::Xss) => Tag::Xss,
+                    Owner::Builtin(Family::Sqli) => Tag::Sqli,
+                    Owner::Builtin(Family::CmdInjection) => Tag::CmdInjection,
+                    Owner::Custom(_) => Tag::CustomPattern,
+                },
+                rule_id: meta.rule_id.clone(),
+                excerpt: excerpt(text, meta.leftmost.then_some(start), end),
+            });
+            remaining -= 1;
+            if remaining == 0 {
+                Matching::Terminate
+            } else {
+                Matching::Continue
+            }
+        });
+        match result {
+            Ok(()) => Ok(findings),
+            Err(hyperscan::Error::Hyperscan(hyperscan::HsError::ScanTerminated)) => Ok(findings),
+            Err(_) => Err(()),
+        }
+    }
+
+    /// Raw Hyperscan throughput: scans `data` with the full database, counting matches, with
+    /// no decoding or confirmation (for benchmarks).
+    pub fn raw_scan(&self, scratch: &ScanScratch, data: &[u8]) -> Result<usize, String> {
+        let mut count = 0;
+        self.hs
+            .scan(data, &scratch.hs, |_, _, _, _| {
+                count += 1;
+                Matching::Continue
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(count)
+    }
+}
+
+/// Custom patterns report their start when Hyperscan can track it (so a match never spans two
+/// strings); a few expression shapes cannot, and then compile without it.
+fn compile_custom(expression: &str) -> Result<(Pattern, bool), String> {
+    let invalid = |e: &dyn std::fmt::Display| format!("custom pattern {expression:?} does not compile: {e}");
+    for (flags, leftmost) in [
+        (CompileFlags::MULTILINE | CompileFlags::SOM_LEFTMOST, true),
+        (CompileFlags::MULTILINE, false),
+    ] {
+        let pattern = Pattern::with_flags(expression, flags).map_err(|e| invalid(&e))?;
+        match pattern.build::<hyperscan::Block>() {
+            Ok(_) => return Ok((pattern, leftmost)),
+            Err(e) if !leftmost => return Err(invalid(&e)),
+            Err(_) => {}
+        }
+    }
+    Err(invalid(&"unsupported expression"))
+}
+
+/// Up to [`MAX_EXCERPT`] bytes around the match, on char boundaries.
+fn excerpt(text: &str, start: Option<usize>, end: usize) -> String {
+    let (from, to) = match start {
+        Some(start) if end - start <= MAX_EXCERPT => {
+            let pad = (MAX_EXCERPT - (end - start)) / 2;
+            (start.saturating_sub(pad), (end + pad).min(text.len()))
+        }
+        Some(start) => (start, start + MAX_EXCERPT),
+        None => (end.saturating_sub(MAX_EXCERPT * 3 / 4), (end + MAX_EXCERPT / 4).min(text.len())),
+    };
+    let mut from = from.min(text.len());
+    while !text.is_char_boundary(from) {
+        from += 1;
+    }
+    let mut to = to.min(text.len()).max(from);
+    while !text.is_char_boundary(to) {
+        to -= 1;
+    }
+    let mut out = text[from..to].to_owned();
+    truncate_on_char_boundary(&mut out, MAX_EXCERPT);
+    out
+}
+
+impl ViewBuffer {
+    /// Appends the views of one string of message `message`.
+    fn add_string(&mut self, message: usize, s: &str) {
+        let Some(original) = self.push(message, View::Original, s, Layout::Main, None) else {
+            return;
+        };
+        let decoded = decode_layers(s);
+        let best = decoded.as_deref().unwrap_or(s);
+        if decoded.is_some() {
+            self.push(message, View::Decoded, best, Layout::Main, Some(original));
+        }
+        let t = traits(best);
+        if t.sql_comment {
+            self.push(message, View::SqlJoined, best, Layout::SqlJoined, Some(original));
+        }
+        if t.line_break {
+            self.push(message, View::Lines, best, Layout::Lines, Some(original));
+        }
+        if t.shell_meta {
+            self.push(message, View::Shell, best, Layout::Shell, Some(original));
+        }
+    }
+
+    /// Appends one view; drops it when empty or equal to the `same_as` segment. Returns the
+    /// index of the new segment.
+    fn push(&mut self, message: usize, view: View, src: &str, layout: Layout, same_as: Option<usize>) -> Option<usize> {
+        let start = self.text.len();
+        normalize(src, layout, &mut self.text);
+        let fresh = &self.text[start..];
+        let duplicate = same_as.is_some_and(|i| {
+            let s = &self.segments[i];
+            self.text[s.start..s.end] == *fresh
+        });
+        if fresh.is_empty() || duplicate {
+            self.text.truncate(start);
+            return None;
+        }
+        let end = self.text.len();
+        self.text.push('\n');
+        self.segments.push(Segment {
+            start,
+            end,
+            message,
+            view,
+        });
+        Some(self.segments.len() - 1)
+    }
+}
+
+impl ScanScratch {
+    pub fn begin_batch(&mut self) {
+        self.views.text.clear();
+        self.views.segments.clear();
+        self.message_count = 0;
+    }
+
+    pub fn next_message(&mut self) -> usize {
+        self.message_count += 1;
+        self.message_count - 1
+    }
+
+    /// Scans `text` as one plain string.
+    pub fn add_plain(&mut self, message: usize, text: &str) {
+        self.views.add_string(message, text);
+    }
+
+    /// Adds a text message: socket.io packet, JSON document or plain text. With a schema, the
+    /// JSON document (or socket.io payload) must conform. Returns the socket.io attachments
+    /// announced by the packet.
+    pub fn add_text(&mut self, message: usize, text: &str, schema: Option<&jsonschema::Validator>) -> Result<u32, Finding> {
+        let packet = socketio::parse(text);
+        let (body, attachments) = match &packet {
+            Some(p) => {
+                if let Some(namespace) = p.namespace {
+                    self.views.add_string(message, namespace);
+                }
+                if p.payload.is_empty() {
+                    return Ok(p.attachments);
+                }
+                (p.payload, p.attachments)
+            }
+            None => (text, 0),
+        };
+        let trimmed = body.trim_start();
+        let looks_like_json = trimmed.starts_with('{') || trimmed.starts_with('[');
+        if looks_like_json || schema.is_some() {
+            match self.add_json(message, body, schema) {
+                Some(Ok(())) => return Ok(attachments),
+                Some(Err(finding)) => return Err(finding),
+                None if schema.is_some() => {
+                    return Err(Finding {
+                        tag: Tag::SchemaInvalid,
+                        rule_id: "schema.invalid-json".into(),
+                        excerpt: "text message is not JSON".into(),
+                    })
+                }
+                None => {}
+            }
+        }
+        self.views.add_string(message, body);
+        Ok(attachments)
+    }
+
+    /// `None` if `body` is not JSON.
+    fn add_json(&mut self, message: usize, body: &str, schema: Option<&jsonschema::Validator>) -> Option<Result<(), Finding>> {
+        let mut buf = std::mem::take(&mut self.json);
+        buf.clear();
+        buf.extend_from_slice(body.as_bytes());
+        let outcome = match json::parse(&mut buf, &mut self.json_buffers) {
+            None => None,
+            Some(tape) => {
+                let violation = schema.and_then(|v| validate(v, json::to_serde(&tape).as_ref()));
+                match violation {
+                    Some(finding) => Some(Err(finding)),
+                    None => {
+                        for s in json::strings(&tape) {
+                            add_json_string(&mut self.views, &mut self.json_buffers, message, s, 1);
+                        }
+                        Some(Ok(()))
+                    }
+                }
+            }
+        };
+        self.json = buf;
+        outcome
+    }
+
+    /// Adds the strings of a MessagePack message; `false` if it is not MessagePack.
+    pub fn add_msgpack(&mut self, message: usize, bytes: &[u8]) -> bool {
+        let mark = (self.views.text.len(), self.views.segments.len());
+        let views = &mut self.views;
+        let valid = msgpack::visit_strings(bytes, &mut |s| views.add_string(message, s));
+        if !valid {
+            self.views.text.truncate(mark.0);
+            self.views.segments.truncate(mark.1);
+        }
+        valid
+    }
+}
+
+/// A JSON string that is itself a JSON document is unpacked; otherwise scanned as text.
+fn add_json_string(views: &mut ViewBuffer, buffers: &mut simd_json::Buffers, message: usize, s: &str, depth: usize) {
+    let trimmed = s.trim_start();
+    if depth < MAX_JSON_NESTING && (trimmed.starts_with('{') || trimmed.starts_with('[')) {
+        let mut inner = s.as_bytes().to_vec();
+        if let Some(tape) = json::parse(&mut inner, buffers) {
+            for nested in json::strings(&tape) {
+                add_json_string(views, buffers, message, nested, depth + 1);
+            }
+            return;
+        }
+    }
+    views.add_string(message, s);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_builtin_rule_compiles_alone() {
+        let failures: Vec<String> = BUILTIN
+            .iter()
+            .filter_map(|rule| {
+                let mut flags = CompileFlags::CASELESS | CompileFlags::MULTILINE;
+                if rule.confirm != Confirm::None {
+                    flags |= CompileFlags::SOM_LEFTMOST;
+                }
+                let pattern = Pattern::with_flags(rule.expression, flags).ok()?;
+                pattern.build::<hyperscan::Block>().err().map(|e| format!("{}: {e}", rule.id))
+            })
+            .collect();
+        assert!(failures.is_empty(), "{failures:#?}");
+    }
+
+    #[test]
+    fn excerpts_are_bounded_and_char_safe() {
+        let text = "é".repeat(200);
+        for (start, end) in [(Some(10), 20), (None, 200), (Some(0), 400), (None, 2)] {
+            let e = excerpt(&text, start, end);
+            assert!(e.len() <= 128, "{}", e.len());
+        }
+        assert_eq!(excerpt("abc <script> def", Some(4), 11), "abc <script> def");
+    }
+}
