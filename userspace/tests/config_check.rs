@@ -84,6 +84,18 @@ fn every_fixture_checks_with_exit_code_matching_its_diagnostics() {
             ),
             other => panic!("{shown}: exit code {other:?}: {}", checked.output),
         }
+        let name = fixture
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name.starts_with("bad-") {
+            assert_eq!(
+                checked.code,
+                Some(1),
+                "{shown} is a bad config: {}",
+                checked.output
+            );
+        }
         if shown.ends_with("-fixed.kdl") {
             assert_eq!(
                 checked.code,

@@ -234,6 +234,49 @@ async fn assert_refused(path: &str, warm_up: FrameSpec, offending: &[FrameSpec],
     drop(proxy);
 }
 
+#[tokio::test]
+async fn a_valid_message_sharing_a_write_with_a_violation_is_delivered_alone() {
+    let (upstream, _proxy, mut client) = session("/ws").await;
+    let bytes = [
+        FrameSpec::text("valid, same write").encode(),
+        FrameSpec::new(3, "reserved").encode(),
+    ];
+    client.send_offending(&bytes.concat()).await;
+    // The echo of the valid message may lose the race with the Close; only the code matters.
+    assert_eq!(client.read_until_close().await.1, Some(PROTOCOL_ERROR));
+    upstream.wait_for_close_or_eof().await;
+    assert_eq!(
+        upstream.messages(),
+        [(frame::TEXT, b"valid, same write".to_vec())]
+    );
+    assert!(
+        upstream.frames().iter().all(|f| f.opcode != 3),
+        "{:?}",
+        upstream.frames()
+    );
+}
+
+#[tokio::test]
+async fn frames_after_the_clients_close_are_not_forwarded() {
+    let (upstream, _proxy, mut client) = session("/ws").await;
+    let bytes = [
+        FrameSpec::close(1000, "done").encode(),
+        FrameSpec::text("after close").encode(),
+    ];
+    client.send_offending(&bytes.concat()).await;
+    assert_eq!(client.read_close().await, Some(1000));
+    // The upstream reads on after the Close until the proxy ends the TCP connection.
+    upstream
+        .wait_for("EOF", |events| events.iter().any(|(_, e)| *e == Event::Eof))
+        .await;
+    let frames = upstream.frames();
+    assert!(
+        frames.iter().all(|f| f.payload != b"after close"),
+        "forwarded after the Close: {frames:?}"
+    );
+    assert_eq!(upstream.close_codes(), [Some(1000)]);
+}
+
 fn warm_up() -> FrameSpec {
     FrameSpec::text("warm-up")
 }
@@ -387,6 +430,36 @@ async fn fragments_adding_up_above_max_message_size_are_refused_with_1009() {
 }
 
 #[tokio::test]
+async fn message_of_exactly_max_message_size_passes_and_one_byte_more_is_refused_with_1009() {
+    // 64KB is 65536 bytes (the config documents 1KB = 1024 bytes).
+    let at_limit = FrameSpec::binary(vec![b'a'; 65536]);
+    let over = FrameSpec::binary(vec![b'b'; 65537]);
+    assert_refused("/ws-small", at_limit, &[over], MESSAGE_TOO_BIG).await;
+}
+
+#[tokio::test]
+async fn message_of_too_many_empty_fragments_is_refused_with_1009() {
+    // Empty fragments never reach the byte limit; their count must be bounded too.
+    let mut offending = vec![FrameSpec::text("").fin(false)];
+    offending.extend((0..20_000).map(|_| FrameSpec::continuation("").fin(false)));
+    assert_refused("/ws-small", warm_up(), &offending, MESSAGE_TOO_BIG).await;
+}
+
+#[tokio::test]
+async fn close_with_a_reason_that_is_not_utf8_is_refused_with_1007() {
+    let mut payload = 1000u16.to_be_bytes().to_vec();
+    payload.extend_from_slice(b"bye \xC0\xAF");
+    let offending = FrameSpec::new(frame::CLOSE, payload);
+    assert_refused("/ws", warm_up(), &[offending], INVALID_PAYLOAD).await;
+}
+
+#[tokio::test]
+async fn close_longer_than_125_bytes_is_refused_with_1002() {
+    let offending = FrameSpec::close(1000, &"r".repeat(124));
+    assert_refused("/ws", warm_up(), &[offending], PROTOCOL_ERROR).await;
+}
+
+#[tokio::test]
 async fn close_with_a_one_byte_payload_is_refused_with_1002() {
     assert_refused(
         "/ws",
@@ -471,4 +544,111 @@ async fn upstream_close_is_forwarded_to_the_client() {
         .read_until_eof(Duration::from_secs(5))
         .await
         .expect("proxy closes TCP after the handshake");
+}
+
+/// The upstream sends a valid message, then `bad`: the client must get the valid one, then a
+/// Close 1014 (bad gateway), and never the bad frame's payload.
+async fn assert_upstream_frame_refused(bad: FrameSpec) {
+    let after_101 = [
+        FrameSpec::text("valid first").unmasked().encode(),
+        bad.encode(),
+    ]
+    .concat();
+    let upstream = Upstream::start(Behavior {
+        after_101,
+        ..Behavior::default()
+    })
+    .await;
+    let proxy = Proxy::start(upstream.addr).await;
+    let mut client = RawClient::connect(proxy.addr, "/ws").await;
+    assert_eq!(
+        client.read_message().await,
+        (frame::TEXT, b"valid first".to_vec())
+    );
+    let (before, code) = client.read_until_close().await;
+    assert!(
+        before.iter().all(|f| f.payload != bad.payload),
+        "the bad frame reached the client: {before:?}"
+    );
+    assert_eq!(code, Some(1014), "close code for an upstream violation");
+}
+
+#[tokio::test]
+async fn masked_frame_from_the_upstream_is_not_delivered() {
+    assert_upstream_frame_refused(FrameSpec::text("masked by the server")).await;
+}
+
+#[tokio::test]
+async fn invalid_utf8_from_the_upstream_is_not_delivered() {
+    assert_upstream_frame_refused(FrameSpec::new(frame::TEXT, b"bad \xFF\xFE".to_vec()).unmasked())
+        .await;
+}
+
+#[tokio::test]
+async fn rsv1_from_the_upstream_without_an_extension_is_not_delivered() {
+    assert_upstream_frame_refused(FrameSpec::text("compressed?").unmasked().rsv(RSV1)).await;
+}
+
+#[tokio::test]
+async fn client_vanishing_without_a_close_ends_the_upstream_connection() {
+    let (upstream, _proxy, mut client) = session("/ws").await;
+    client.send(&FrameSpec::text("then gone")).await;
+    client.read_message().await;
+    drop(client);
+    upstream
+        .wait_for("the upstream connection end", |events| {
+            events.iter().any(|(_, e)| *e == Event::Eof)
+        })
+        .await;
+    let codes = upstream.close_codes();
+    assert!(
+        codes.iter().all(|&code| code == Some(1001)),
+        "a Close for a vanished client is 1001: {codes:?}"
+    );
+}
+
+/// A client whose upstream hangs up after one message, with that message already read.
+async fn orphaned_client() -> (Upstream, Proxy, RawClient) {
+    let after_101 = FrameSpec::text("then gone").unmasked().encode();
+    let behavior = Behavior {
+        after_101,
+        hang_up_after_101: true,
+        ..Behavior::default()
+    };
+    let upstream = Upstream::start(behavior).await;
+    let proxy = Proxy::start(upstream.addr).await;
+    let mut client = RawClient::connect(proxy.addr, "/ws").await;
+    assert_eq!(
+        client.read_message().await,
+        (frame::TEXT, b"then gone".to_vec())
+    );
+    (upstream, proxy, client)
+}
+
+#[tokio::test]
+async fn upstream_vanishing_without_a_close_closes_the_client() {
+    let (_upstream, _proxy, mut client) = orphaned_client().await;
+    let code = client.read_close().await;
+    assert!(
+        code.is_some_and(|code| code != 1000),
+        "a lost upstream is not a normal close: {code:?}"
+    );
+    client.send(&FrameSpec::close(1000, "")).await;
+    client
+        .read_until_eof(Duration::from_secs(5))
+        .await
+        .expect("proxy closes TCP after the reply");
+}
+
+#[tokio::test]
+async fn client_that_never_answers_the_close_is_dropped_after_a_bounded_wait() {
+    let (_upstream, _proxy, mut client) = orphaned_client().await;
+    client.read_close().await;
+    let started = std::time::Instant::now();
+    let end = client.read_until_eof(Duration::from_secs(20)).await;
+    assert!(
+        end.is_ok(),
+        "the proxy kept a silent client open for {:?}",
+        started.elapsed()
+    );
 }

@@ -215,6 +215,7 @@ async fn fake_101_from_upstream_gives_502_and_nothing_it_sent_after() {
     let (upstream, proxy) = start(Behavior {
         handshake: Handshake::WrongAccept,
         after_101,
+        ..Behavior::default()
     })
     .await;
     let mut conn = tcp_connect(proxy.addr).await;
@@ -267,4 +268,45 @@ async fn frame_the_upstream_sends_right_after_101_reaches_the_client() {
         client.read_message().await,
         (frame::TEXT, b"and then echo".to_vec())
     );
+}
+
+#[tokio::test]
+async fn frame_sent_in_the_same_write_as_the_handshake_is_delivered() {
+    let (upstream, proxy) = start(Behavior::default()).await;
+    let early = FrameSpec::text("early bird").encode();
+    let request = HandshakeRequest::new("/ws").early_data(early);
+    let mut client = RawClient::handshake(proxy.addr, &request)
+        .await
+        .expect("101");
+    assert_eq!(
+        client.read_message().await,
+        (frame::TEXT, b"early bird".to_vec())
+    );
+    assert_eq!(upstream.messages(), [(frame::TEXT, b"early bird".to_vec())]);
+}
+
+#[tokio::test]
+async fn extension_the_upstream_declines_is_not_granted_and_rsv1_stays_forbidden() {
+    let (upstream, proxy) = start(Behavior::default()).await;
+    let offer = "permessage-deflate; client_max_window_bits";
+    let request = HandshakeRequest::new("/ws").header("Sec-WebSocket-Extensions", offer);
+    let mut client = RawClient::handshake(proxy.addr, &request)
+        .await
+        .expect("101");
+    assert_eq!(
+        http::header(&client.headers, "sec-websocket-extensions"),
+        None,
+        "{:?}",
+        client.headers
+    );
+    let requests = upstream.requests();
+    assert_eq!(
+        requests[0].0.header("sec-websocket-extensions"),
+        Some(offer),
+        "offer forwarded"
+    );
+    client
+        .send_offending(&FrameSpec::text("deflated?").rsv(frame::RSV1).encode())
+        .await;
+    client.expect_close(1002).await;
 }

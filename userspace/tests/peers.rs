@@ -109,6 +109,7 @@ async fn recording_upstream_echoes_for_tungstenite() {
         client.next().await.unwrap().unwrap(),
         Message::Close(Some(close))
     );
+    drop(client);
     upstream
         .wait_for("EOF", |events| events.iter().any(|(_, e)| *e == Event::Eof))
         .await;

@@ -1,16 +1,17 @@
 //! The raw-frame test client: a handshake with any headers, then arbitrary bytes and frames
 //! with chosen chunking, and strict reading of the server's frames (which must be unmasked).
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::panic::Location;
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::frame::{self, parse_frame, Frame, FrameSpec, Parsed};
-use super::http::{Conn, Response};
+use super::http::{Conn, Headers, Response};
 use super::{accept_key, IO_TIMEOUT};
 
 /// Largest frame payload the client reads.
@@ -22,6 +23,8 @@ pub struct HandshakeRequest {
     pub method: &'static str,
     pub path: String,
     pub headers: Vec<(String, Option<String>)>,
+    /// Bytes sent in the same write right after the request, before any answer.
+    pub early_data: Vec<u8>,
 }
 
 impl HandshakeRequest {
@@ -30,6 +33,7 @@ impl HandshakeRequest {
             method: "GET",
             path: path.to_owned(),
             headers: Vec::new(),
+            early_data: Vec::new(),
         }
     }
 
@@ -40,6 +44,11 @@ impl HandshakeRequest {
 
     pub fn header(mut self, name: &str, value: &str) -> HandshakeRequest {
         self.headers.push((name.to_owned(), Some(value.to_owned())));
+        self
+    }
+
+    pub fn early_data(mut self, bytes: Vec<u8>) -> HandshakeRequest {
+        self.early_data = bytes;
         self
     }
 
@@ -77,7 +86,9 @@ impl HandshakeRequest {
             out.push_str(&format!("{name}: {value}\r\n"));
         }
         out.push_str("\r\n");
-        (out.into_bytes(), key)
+        let mut bytes = out.into_bytes();
+        bytes.extend_from_slice(&self.early_data);
+        (bytes, key)
     }
 }
 
@@ -92,13 +103,15 @@ pub enum ReadError {
 
 pub struct RawClient {
     conn: Conn,
+    /// The headers of the 101 the client was given.
+    pub headers: Headers,
 }
 
 impl RawClient {
     /// Connect and complete a default handshake on `path`, panicking on anything but a valid 101.
     #[track_caller]
-    pub fn connect(addr: SocketAddr, path: &str) -> impl std::future::Future<Output = RawClient> {
-        let caller = std::panic::Location::caller();
+    pub fn connect(addr: SocketAddr, path: &str) -> impl Future<Output = RawClient> {
+        let caller = Location::caller();
         let path = path.to_owned();
         async move {
             match RawClient::handshake(addr, &HandshakeRequest::new(&path)).await {
@@ -148,7 +161,7 @@ impl RawClient {
             super::http::has_token(&headers, "connection", "upgrade"),
             "{headers:?}"
         );
-        Ok(RawClient { conn })
+        Ok(RawClient { conn, headers })
     }
 
     pub async fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
@@ -207,86 +220,93 @@ impl RawClient {
 
     /// The next server frame, which must arrive within `IO_TIMEOUT` and be unmasked.
     #[track_caller]
-    pub fn read_frame(&mut self) -> impl std::future::Future<Output = Frame> + '_ {
-        let caller = std::panic::Location::caller();
-        async move {
-            let frame = match self.try_read_frame(IO_TIMEOUT).await {
-                Ok(frame) => frame,
-                Err(e) => panic!("{caller}: no server frame: {e:?}"),
-            };
-            assert!(
-                !frame.masked,
-                "{caller}: the server sent a masked frame: {frame:?}"
-            );
-            frame
-        }
+    pub fn read_frame(&mut self) -> impl Future<Output = Frame> + '_ {
+        self.frame_for(Location::caller())
+    }
+
+    async fn frame_for(&mut self, caller: &'static Location<'static>) -> Frame {
+        let frame = match self.try_read_frame(IO_TIMEOUT).await {
+            Ok(frame) => frame,
+            Err(e) => panic!("{caller}: no server frame: {e:?}"),
+        };
+        assert!(
+            !frame.masked,
+            "{caller}: the server sent a masked frame: {frame:?}"
+        );
+        frame
     }
 
     /// The next data message (reassembled if fragmented) as (opcode, payload); any other frame
     /// first is a failure.
     #[track_caller]
-    pub fn read_message(&mut self) -> impl std::future::Future<Output = (u8, Vec<u8>)> + '_ {
-        let caller = std::panic::Location::caller();
-        async move {
-            let mut message: Option<(u8, Vec<u8>)> = None;
-            loop {
-                let frame = self.read_frame().await;
-                match (frame.opcode, message.as_mut()) {
-                    (frame::TEXT | frame::BINARY, None) => {
-                        message = Some((frame.opcode, frame.payload))
-                    }
-                    (frame::CONTINUATION, Some((_, payload))) => {
-                        payload.extend_from_slice(&frame.payload)
-                    }
-                    _ => panic!("{caller}: expected a data message, got {frame:?}"),
+    pub fn read_message(&mut self) -> impl Future<Output = (u8, Vec<u8>)> + '_ {
+        self.message_for(Location::caller())
+    }
+
+    async fn message_for(&mut self, caller: &'static Location<'static>) -> (u8, Vec<u8>) {
+        let mut message: Option<(u8, Vec<u8>)> = None;
+        loop {
+            let frame = self.frame_for(caller).await;
+            match (frame.opcode, message.as_mut()) {
+                (frame::TEXT | frame::BINARY, None) => {
+                    message = Some((frame.opcode, frame.payload))
                 }
-                if frame.fin {
-                    return message.expect("set above");
+                (frame::CONTINUATION, Some((_, payload))) => {
+                    payload.extend_from_slice(&frame.payload)
                 }
+                _ => panic!("{caller}: expected a data message, got {frame:?}"),
+            }
+            if frame.fin {
+                return message.expect("set above");
             }
         }
     }
 
-    /// Read frames until a Close and return its code (None when it has no payload); fails on
-    /// a timeout or on EOF without a Close.
+    /// Read frames until a Close: the frames before it and its code (None when it has no
+    /// payload). Fails on a timeout or on EOF without a Close.
     #[track_caller]
-    pub fn read_close(&mut self) -> impl std::future::Future<Output = Option<u16>> + '_ {
-        let caller = std::panic::Location::caller();
-        async move {
-            let mut skipped = Vec::new();
-            loop {
-                match self.try_read_frame(IO_TIMEOUT).await {
-                    Ok(frame) if frame.opcode == frame::CLOSE => {
-                        assert!(!frame.masked, "{caller}: masked Close from the server");
-                        return frame.close_code();
-                    }
-                    Ok(frame) if skipped.len() < 10_000 => skipped.push(frame),
-                    Ok(frame) => panic!("{caller}: no Close after 10000 frames, last {frame:?}"),
-                    Err(e) => {
-                        panic!("{caller}: expected a Close, got {e:?} after frames {skipped:?}")
-                    }
+    pub fn read_until_close(&mut self) -> impl Future<Output = (Vec<Frame>, Option<u16>)> + '_ {
+        self.close_for(Location::caller())
+    }
+
+    async fn close_for(&mut self, caller: &'static Location<'static>) -> (Vec<Frame>, Option<u16>) {
+        let mut before = Vec::new();
+        loop {
+            match self.try_read_frame(IO_TIMEOUT).await {
+                Ok(frame) if frame.opcode == frame::CLOSE => {
+                    assert!(!frame.masked, "{caller}: masked Close from the server");
+                    return (before, frame.close_code());
                 }
+                Ok(frame) if before.len() < 10_000 => before.push(frame),
+                Ok(frame) => panic!("{caller}: no Close after 10000 frames, last {frame:?}"),
+                Err(e) => panic!("{caller}: expected a Close, got {e:?} after frames {before:?}"),
             }
         }
     }
 
+    /// The code of the next Close (None when it has no payload), skipping other frames.
     #[track_caller]
-    pub fn expect_close(&mut self, code: u16) -> impl std::future::Future<Output = ()> + '_ {
-        let caller = std::panic::Location::caller();
+    pub fn read_close(&mut self) -> impl Future<Output = Option<u16>> + '_ {
+        let caller = Location::caller();
+        async move { self.close_for(caller).await.1 }
+    }
+
+    #[track_caller]
+    pub fn expect_close(&mut self, code: u16) -> impl Future<Output = ()> + '_ {
+        let caller = Location::caller();
         async move {
-            let got = self.read_close().await;
-            assert_eq!(got, Some(code), "{caller}: close code");
+            let (before, got) = self.close_for(caller).await;
+            assert_eq!(
+                got,
+                Some(code),
+                "{caller}: close code (after frames {before:?})"
+            );
         }
     }
 
     /// Wait for the server to end the TCP connection; returns what it still sent.
     pub async fn read_until_eof(&mut self, limit: Duration) -> std::io::Result<Vec<u8>> {
         self.conn.read_until_eof(limit).await
-    }
-
-    /// Half-close: no more bytes from the client.
-    pub async fn shutdown(&mut self) {
-        let _ = self.conn.stream.shutdown().await;
     }
 }
 

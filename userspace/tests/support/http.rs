@@ -79,6 +79,8 @@ impl Response {
 pub struct Conn {
     pub stream: TcpStream,
     pub buf: Vec<u8>,
+    /// How long one read of a head or body may wait.
+    pub read_timeout: Duration,
 }
 
 impl Conn {
@@ -86,6 +88,7 @@ impl Conn {
         Conn {
             stream,
             buf: Vec::new(),
+            read_timeout: IO_TIMEOUT,
         }
     }
 
@@ -109,7 +112,7 @@ impl Conn {
     }
 
     async fn fill(&mut self) -> io::Result<usize> {
-        self.fill_within(IO_TIMEOUT).await
+        self.fill_within(self.read_timeout).await
     }
 
     async fn fill_or_eof_error(&mut self, what: &str) -> io::Result<()> {

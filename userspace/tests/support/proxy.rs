@@ -19,8 +19,10 @@ pub const WS_MAX_MESSAGE: &str = "2MB";
 /// Max message size of the `/ws-small` route.
 pub const SMALL_MAX_MESSAGE: &str = "64KB";
 
-/// The tests' standard configuration: a health route, WebSocket routes `/ws` (2MB messages) and
-/// `/ws-small` (64KB messages), and plain HTTP under `/api/`, all to `upstream`.
+/// The tests' standard configuration: a health route; WebSocket routes `/ws` (2MB messages),
+/// `/ws-small` (64KB), `/ws-keepalive` (ping every second, 1 s to answer), `/ws-idle` (closed
+/// after 1 s without traffic) and `/ws-limited` (2 connections per client address); plain HTTP
+/// under `/api/`. Everything goes to `upstream`.
 pub fn standard_config(listen: SocketAddr, upstream: SocketAddr) -> String {
     format!(
         r#"system {{ worker-threads 2; graceful-shutdown-timeout-secs 2 }}
@@ -31,6 +33,12 @@ routes {{
         websocket {{ enabled #true; max-message-size "{WS_MAX_MESSAGE}" }} }}
     route "ws-small" {{ priority 100; matches {{ path "/ws-small" }}; upstream "backend"
         websocket {{ enabled #true; max-message-size "{SMALL_MAX_MESSAGE}" }} }}
+    route "ws-keepalive" {{ priority 100; matches {{ path "/ws-keepalive" }}; upstream "backend"
+        websocket {{ enabled #true; ping-interval-secs 1; ping-timeout-secs 1 }} }}
+    route "ws-idle" {{ priority 100; matches {{ path "/ws-idle" }}; upstream "backend"
+        websocket {{ enabled #true; idle-timeout-secs 1 }} }}
+    route "ws-limited" {{ priority 100; matches {{ path "/ws-limited" }}; upstream "backend"
+        websocket {{ enabled #true; max-connections-per-ip 2 }} }}
     route "api" {{ priority 50; matches {{ path-prefix "/api/" }}; upstream "backend" }}
 }}
 upstreams {{ upstream "backend" {{ target "{upstream}" }} }}
@@ -143,6 +151,28 @@ impl Proxy {
             "frameguard not ready within {READY_LIMIT:?} (last: {last}):\n{}",
             self.log_tail()
         );
+    }
+
+    /// Ask the proxy to shut down gracefully (SIGTERM).
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Wait (at most `limit`) for the proxy to exit; its exit status.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            tokio::time::sleep(READY_POLL).await;
+        }
+        None
     }
 
     /// The last part of the proxy's stdout and stderr.

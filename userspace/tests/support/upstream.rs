@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
@@ -38,6 +39,8 @@ pub struct Behavior {
     pub handshake: Handshake,
     /// Bytes written right after the 101 (frames, or anything else).
     pub after_101: Vec<u8>,
+    /// End the TCP connection (without a Close) once `after_101` is written.
+    pub hang_up_after_101: bool,
 }
 
 /// What arrived at the upstream, per connection (numbered from 0 in accept order).
@@ -189,7 +192,11 @@ async fn accept_loop(listener: TcpListener, behavior: Behavior, log: Log) {
             conn_id,
             log: log.clone(),
         };
-        connections.spawn(serve(Conn::new(stream), behavior.clone(), recorder));
+        let mut conn = Conn::new(stream);
+        // Patient like a real server, so a proxy that forwards a stalled head cannot pass the
+        // slowloris test on the upstream's impatience.
+        conn.read_timeout = IDLE_LIMIT;
+        connections.spawn(serve(conn, behavior.clone(), recorder));
         // Reap finished connections so the set stays as small as the live ones.
         while connections.try_join_next().is_some() {}
     }
@@ -230,7 +237,7 @@ async fn serve(mut conn: Conn, behavior: Behavior, recorder: Recorder) {
                 head: summary,
                 body: Vec::new(),
             });
-            if upgrade(&mut conn, &head, &behavior).await.is_ok() {
+            if upgrade(&mut conn, &head, &behavior).await.is_ok() && !behavior.hang_up_after_101 {
                 relay_frames(conn, &recorder, has_close(&behavior.after_101)).await;
             }
             return;
@@ -295,9 +302,12 @@ fn has_close(mut bytes: &[u8]) -> bool {
     false
 }
 
-/// Record every frame; echo data messages (one unmasked frame), answer Ping and Close.
-async fn relay_frames(mut conn: Conn, recorder: &Recorder, already_closed: bool) {
+/// Record every frame; echo data messages (one unmasked frame), answer Ping and Close. After
+/// the closing handshake the write side is shut (a server ends TCP first) but reading and
+/// recording go on until EOF, so anything a proxy forwards after a Close is still seen.
+async fn relay_frames(mut conn: Conn, recorder: &Recorder, mut close_sent: bool) {
     let mut partial: Option<(u8, Vec<u8>)> = None;
+    let mut shut = false;
     loop {
         let frame = match parse_frame(&conn.buf, MAX_FRAME) {
             Parsed::Frame(frame, used) => {
@@ -305,53 +315,52 @@ async fn relay_frames(mut conn: Conn, recorder: &Recorder, already_closed: bool)
                 frame
             }
             Parsed::TooLarge(declared) => return recorder.record(Event::Oversized(declared)),
-            Parsed::Incomplete => match conn.fill_within(IDLE_LIMIT).await {
+            Parsed::Incomplete => match conn.fill_within(conn.read_timeout).await {
                 Ok(n) if n > 0 => continue,
                 _ => return,
             },
         };
         recorder.record(Event::Frame(frame.clone()));
-        let reply = match frame.opcode {
-            frame::TEXT | frame::BINARY if frame.fin => {
-                Some(FrameSpec::new(frame.opcode, frame.payload))
-            }
+        let complete = match frame.opcode {
+            frame::TEXT | frame::BINARY if frame.fin => Some((frame.opcode, frame.payload.clone())),
             frame::TEXT | frame::BINARY => {
-                partial = Some((frame.opcode, frame.payload));
+                partial = Some((frame.opcode, frame.payload.clone()));
                 None
             }
-            frame::CONTINUATION => match partial.as_mut() {
-                Some((_, payload)) => {
+            frame::CONTINUATION => {
+                if let Some((_, payload)) = partial.as_mut() {
                     payload.extend_from_slice(&frame.payload);
-                    match frame.fin {
-                        true => partial
-                            .take()
-                            .map(|(opcode, payload)| FrameSpec::new(opcode, payload)),
-                        false => None,
-                    }
                 }
-                None => None,
-            },
-            frame::PING => Some(FrameSpec::new(frame::PONG, frame.payload)),
-            frame::CLOSE => {
-                // After our own Close (sent with `after_101`) this one is the reply.
-                if !already_closed {
-                    let reply = FrameSpec::new(frame::CLOSE, frame.payload).unmasked();
-                    let _ = conn.write_all(&reply.encode()).await;
-                }
-                return;
+                partial.take_if(|_| frame.fin)
             }
             _ => None,
         };
-        if let Some(reply) = reply {
-            if reply.opcode != frame::PONG {
+        let reply = match (frame.opcode, complete) {
+            (_, Some((opcode, payload))) => {
                 recorder.record(Event::Message {
-                    opcode: reply.opcode,
-                    payload: reply.payload.clone(),
+                    opcode,
+                    payload: payload.clone(),
                 });
+                Some(FrameSpec::new(opcode, payload))
             }
+            (frame::PING, None) => Some(FrameSpec::new(frame::PONG, frame.payload)),
+            (frame::CLOSE, None) if !close_sent => {
+                close_sent = true;
+                Some(FrameSpec::new(frame::CLOSE, frame.payload))
+            }
+            _ => None,
+        };
+        if shut {
+            continue;
+        }
+        if let Some(reply) = reply {
             if conn.write_all(&reply.unmasked().encode()).await.is_err() {
                 return;
             }
+        }
+        if frame.opcode == frame::CLOSE {
+            let _ = conn.stream.shutdown().await;
+            shut = true;
         }
     }
 }
