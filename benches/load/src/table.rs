@@ -1,0 +1,601 @@
+//! `frameguard-load report`: the markdown tables of one benchmark run, from the JSON records
+//! its `run` and `idle` calls printed. Ratios compare configurations measured in the same run.
+//!
+//! Configurations are told apart by the `config` tag; `direct`, `nginx`, `nginx-64k` and
+//! `fg-on` are the names the ratios and the targets refer to. Records tagged `group=half-load`
+//! are the rate-limited latency runs.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+
+use crate::report::{IdleReport, Record, RunReport, Unavailable};
+
+pub const DIRECT: &str = "direct";
+pub const NGINX: &str = "nginx";
+pub const NGINX_64K: &str = "nginx-64k";
+pub const INSPECTED: &str = "fg-on";
+const HALF_LOAD_GROUP: &str = "half-load";
+/// The process whose CPU and memory are the proxy's.
+const PROXY_WATCH: &str = "proxy";
+
+/// The targets of the benchmark issue.
+const TARGET_CASE: CaseKey = CaseKey {
+    conns: 100,
+    size: 64,
+    pipeline: 16,
+    fanout: 1,
+};
+const TARGET_VS_NGINX: f64 = 1.0;
+const TARGET_ADDED_P99_US: f64 = 50.0;
+const TARGET_KIB_PER_IDLE_CONN: f64 = 8.0;
+
+/// Result files larger than this are refused.
+const MAX_INPUT_BYTES: u64 = 64 << 20;
+
+#[derive(clap::Args, Debug)]
+pub struct ReportArgs {
+    /// JSON lines printed by `run` and `idle` (and `unavailable` records).
+    #[arg(long)]
+    input: PathBuf,
+}
+
+pub fn run(args: &ReportArgs) -> Result<String> {
+    let file = std::fs::File::open(&args.input)
+        .with_context(|| format!("open {}", args.input.display()))?;
+    let mut text = String::new();
+    file.take(MAX_INPUT_BYTES + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_INPUT_BYTES {
+        bail!(
+            "{} is larger than {MAX_INPUT_BYTES} bytes",
+            args.input.display()
+        );
+    }
+    let records =
+        parse_records(&text).with_context(|| format!("reading {}", args.input.display()))?;
+    Ok(render(&records))
+}
+
+fn parse_records(text: &str) -> Result<Vec<Record>> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(index, line)| {
+            serde_json::from_str(line).with_context(|| format!("line {}", index + 1))
+        })
+        .collect()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct CaseKey {
+    conns: usize,
+    size: usize,
+    pipeline: u32,
+    fanout: u32,
+}
+
+impl CaseKey {
+    fn of(run: &RunReport) -> CaseKey {
+        CaseKey {
+            conns: run.conns,
+            size: run.size,
+            pipeline: run.pipeline,
+            fanout: run.fanout,
+        }
+    }
+
+    fn label(&self) -> String {
+        let size = if self.size.is_multiple_of(1024) {
+            format!("{} KiB", self.size / 1024)
+        } else {
+            format!("{} B", self.size)
+        };
+        let mut label = format!("{} conns × {size} × p{}", self.conns, self.pipeline);
+        if self.fanout > 1 {
+            let _ = write!(label, ", fan-out ×{}", self.fanout);
+        }
+        label
+    }
+}
+
+fn config_of(tags: &BTreeMap<String, String>) -> &str {
+    tags.get("config").map_or("?", String::as_str)
+}
+
+fn is_half_load(run: &RunReport) -> bool {
+    run.tags.get("group").map(String::as_str) == Some(HALF_LOAD_GROUP)
+}
+
+/// Matrix runs by case, cases in the order first measured, configurations in run order.
+fn matrix(records: &[Record]) -> Vec<(CaseKey, Vec<&RunReport>)> {
+    let mut cases: Vec<(CaseKey, Vec<&RunReport>)> = Vec::new();
+    for record in records {
+        let Record::Run(run) = record else { continue };
+        if is_half_load(run) {
+            continue;
+        }
+        let key = CaseKey::of(run);
+        match cases.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, runs)) => runs.push(run),
+            None => cases.push((key, vec![run])),
+        }
+    }
+    cases
+}
+
+fn find<'r>(runs: &[&'r RunReport], config: &str) -> Option<&'r RunReport> {
+    runs.iter().copied().find(|r| config_of(&r.tags) == config)
+}
+
+pub fn render(records: &[Record]) -> String {
+    let mut out = String::new();
+    let cases = matrix(records);
+    let unavailable: Vec<&Unavailable> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Unavailable(u) => Some(u),
+            _ => None,
+        })
+        .collect();
+    render_matrix(&mut out, &cases, &unavailable);
+    let half_load: Vec<&RunReport> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Run(run) if is_half_load(run) => Some(run.as_ref()),
+            _ => None,
+        })
+        .collect();
+    render_half_load(&mut out, &half_load);
+    let idle: Vec<&IdleReport> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Idle(idle) => Some(idle),
+            _ => None,
+        })
+        .collect();
+    render_idle(&mut out, &idle);
+    render_targets(&mut out, &cases, &half_load, &idle);
+    out
+}
+
+fn render_matrix(
+    out: &mut String,
+    cases: &[(CaseKey, Vec<&RunReport>)],
+    unavailable: &[&Unavailable],
+) {
+    out.push_str("## Throughput and latency\n\n");
+    out.push_str(
+        "msgs/s = data messages received by the clients per second (= round trips without \
+         fan-out); MB/s = payload both ways; latency from send to echo; proxy CPU = utime + stime \
+         of the proxy (all its processes) per million messages received.\n\n",
+    );
+    out.push_str(
+        "| case | config | msgs/s | × nginx | × nginx-64k | × direct | MB/s | p50 µs | p99 µs \
+         | p99.9 µs | proxy CPU s/M msgs | errors |\n",
+    );
+    out.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+    let mut problems = Vec::new();
+    for (key, runs) in cases {
+        let ratio = |run: &RunReport, baseline: &str| {
+            find(runs, baseline)
+                .filter(|b| b.recv_msgs_per_sec > 0.0)
+                .map_or("–".to_owned(), |b| {
+                    format!("{:.2}", run.recv_msgs_per_sec / b.recv_msgs_per_sec)
+                })
+        };
+        for run in runs {
+            let config = config_of(&run.tags);
+            let cpu = run
+                .watched(PROXY_WATCH)
+                .and_then(|w| w.cpu_s_per_million_msgs)
+                .map_or("–".to_owned(), |c| format!("{c:.2}"));
+            let errors = run.errors + run.connect_failures;
+            let _ = writeln!(
+                out,
+                "| {} | {config} | {} | {} | {} | {} | {:.1} | {:.0} | {:.0} | {:.0} | {cpu} | {errors} |",
+                key.label(),
+                group_thousands(run.recv_msgs_per_sec),
+                ratio(run, NGINX),
+                ratio(run, NGINX_64K),
+                ratio(run, DIRECT),
+                run.mb_per_sec_sent + run.mb_per_sec_recv,
+                run.latency_us.p50,
+                run.latency_us.p99,
+                run.latency_us.p999,
+            );
+            if let Some(error) = &run.first_error {
+                problems.push(format!("{} / {config}: {error}", key.label()));
+            }
+        }
+    }
+    for u in unavailable {
+        let _ = writeln!(
+            out,
+            "| all | {} | {} | | | | | | | | | |",
+            u.config, u.reason
+        );
+    }
+    render_problems(out, &problems);
+}
+
+fn render_half_load(out: &mut String, runs: &[&RunReport]) {
+    if runs.is_empty() {
+        return;
+    }
+    out.push_str("\n## Latency at half of the maximum load\n\n");
+    out.push_str(
+        "Open loop at a fixed rate (half of Frameguard's full-inspection maximum in the same \
+         case), latency from the actual send.\n\n",
+    );
+    out.push_str(
+        "| case | config | offered msgs/s | achieved msgs/s | p50 µs | p99 µs | p99.9 µs \
+         | added p99 over direct µs | sent late | errors |\n",
+    );
+    out.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+    let direct = find(runs, DIRECT);
+    let mut problems = Vec::new();
+    for run in runs {
+        let config = config_of(&run.tags);
+        let added = direct.map_or("–".to_owned(), |d| {
+            format!("{:.0}", run.latency_us.p99 - d.latency_us.p99)
+        });
+        let _ = writeln!(
+            out,
+            "| {} | {config} | {} | {} | {:.0} | {:.0} | {:.0} | {added} | {} | {} |",
+            CaseKey::of(run).label(),
+            group_thousands(run.rate.unwrap_or(0.0)),
+            group_thousands(run.recv_msgs_per_sec),
+            run.latency_us.p50,
+            run.latency_us.p99,
+            run.latency_us.p999,
+            run.sent_late,
+            run.errors + run.connect_failures,
+        );
+        if let Some(error) = &run.first_error {
+            problems.push(format!("{config}: {error}"));
+        }
+    }
+    render_problems(out, &problems);
+}
+
+/// The proxy's watch, or else the first one (the echo server for the direct path).
+fn idle_watch(idle: &IdleReport) -> Option<&crate::report::IdleWatch> {
+    idle.watch
+        .iter()
+        .find(|w| w.name == PROXY_WATCH)
+        .or_else(|| idle.watch.first())
+}
+
+fn render_idle(out: &mut String, idles: &[&IdleReport]) {
+    if idles.is_empty() {
+        return;
+    }
+    out.push_str("\n## Memory per idle connection\n\n");
+    out.push_str(
+        "VmRSS of the proxy (all its processes; the echo server for `direct`) before and after \
+         opening the connections, which it holds together with one upstream connection each.\n\n",
+    );
+    out.push_str(
+        "| config | process | connections | RSS before KiB | RSS after KiB | KiB per connection \
+         | dropped | failed |\n",
+    );
+    out.push_str("|---|---|--:|--:|--:|--:|--:|--:|\n");
+    let mut problems = Vec::new();
+    for idle in idles {
+        let config = config_of(&idle.tags);
+        let Some(watch) = idle_watch(idle) else {
+            continue;
+        };
+        let _ = writeln!(
+            out,
+            "| {config} | {} | {} | {} | {} | {} | {} | {} |",
+            watch.name,
+            idle.established,
+            watch.rss_kib_before,
+            watch.rss_kib_after,
+            watch
+                .kib_per_conn
+                .map_or("–".to_owned(), |k| format!("{k:.1}")),
+            idle.dropped,
+            idle.connect_failures,
+        );
+        if let Some(error) = &idle.first_error {
+            problems.push(format!("{config}: {error}"));
+        }
+    }
+    render_problems(out, &problems);
+}
+
+fn render_problems(out: &mut String, problems: &[String]) {
+    if problems.is_empty() {
+        return;
+    }
+    out.push_str("\nFirst error of each run that had one:\n\n");
+    for problem in problems {
+        let _ = writeln!(out, "- {problem}");
+    }
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met {
+        "met"
+    } else {
+        "**missed**"
+    }
+}
+
+fn render_targets(
+    out: &mut String,
+    cases: &[(CaseKey, Vec<&RunReport>)],
+    half_load: &[&RunReport],
+    idles: &[&IdleReport],
+) {
+    out.push_str("\n## Targets\n\n");
+    let target_runs = cases
+        .iter()
+        .find(|(key, _)| *key == TARGET_CASE)
+        .map(|(_, runs)| runs.as_slice())
+        .unwrap_or_default();
+    match (find(target_runs, INSPECTED), find(target_runs, NGINX)) {
+        (Some(fg), Some(nginx)) if nginx.recv_msgs_per_sec > 0.0 => {
+            let ratio = fg.recv_msgs_per_sec / nginx.recv_msgs_per_sec;
+            let _ = writeln!(
+                out,
+                "- Full inspection, {}: {} msgs/s = {ratio:.2}× nginx's {} (target ≥ \
+                 {TARGET_VS_NGINX:.1}×): {}",
+                TARGET_CASE.label(),
+                group_thousands(fg.recv_msgs_per_sec),
+                group_thousands(nginx.recv_msgs_per_sec),
+                verdict(ratio >= TARGET_VS_NGINX)
+            );
+        }
+        _ => {
+            let _ = writeln!(
+                out,
+                "- Full inspection vs nginx, {}: not measured",
+                TARGET_CASE.label()
+            );
+        }
+    }
+    match (find(half_load, INSPECTED), find(half_load, DIRECT)) {
+        (Some(fg), Some(direct)) => {
+            let added = fg.latency_us.p99 - direct.latency_us.p99;
+            let _ = writeln!(
+                out,
+                "- Added p99 latency over direct at half load ({} msgs/s offered): {added:.0} µs \
+                 ({:.0} vs {:.0} µs; target ≤ {TARGET_ADDED_P99_US:.0} µs): {}",
+                group_thousands(fg.rate.unwrap_or(0.0)),
+                fg.latency_us.p99,
+                direct.latency_us.p99,
+                verdict(added <= TARGET_ADDED_P99_US)
+            );
+        }
+        _ => out.push_str("- Added p99 latency over direct at half load: not measured\n"),
+    }
+    let inspected_idle = idles
+        .iter()
+        .find(|i| config_of(&i.tags) == INSPECTED)
+        .and_then(|i| Some((i, idle_watch(i)?.kib_per_conn?)));
+    match inspected_idle {
+        Some((idle, kib)) => {
+            let _ = writeln!(
+                out,
+                "- RSS per idle connection, full inspection, {} connections: {kib:.1} KiB \
+                 (target ≤ {TARGET_KIB_PER_IDLE_CONN:.0} KiB): {}",
+                idle.established,
+                verdict(kib <= TARGET_KIB_PER_IDLE_CONN)
+            );
+        }
+        None => out.push_str("- RSS per idle connection, full inspection: not measured\n"),
+    }
+}
+
+/// 1234567.8 -> "1,234,568".
+fn group_thousands(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(digit);
+    }
+    grouped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proc_stats::WatchReport;
+    use crate::report::{IdleWatch, Latency};
+
+    fn watch(name: &str, cpu_per_million: f64) -> WatchReport {
+        WatchReport {
+            name: name.into(),
+            pid: 1,
+            cpu_s: 1.0,
+            cpu_pct_of_core: 20.0,
+            cpu_s_per_million_msgs: Some(cpu_per_million),
+            rss_kib_start: 1000,
+            rss_kib_end: 1000,
+        }
+    }
+
+    fn run(config: &str, conns: usize, msgs_per_sec: f64, p99: f64) -> RunReport {
+        RunReport {
+            tags: [("config".to_owned(), config.to_owned())].into(),
+            url: "ws://127.0.0.1:1/ws".into(),
+            conns,
+            connected: conns,
+            size: 64,
+            pipeline: 16,
+            fanout: 1,
+            rate: None,
+            window_s: 5.0,
+            round_trips: (msgs_per_sec * 5.0) as u64,
+            msgs_per_sec,
+            recv_msgs: (msgs_per_sec * 5.0) as u64,
+            recv_msgs_per_sec: msgs_per_sec,
+            sent_msgs: (msgs_per_sec * 5.0) as u64,
+            mb_per_sec_sent: msgs_per_sec * 64.0 / 1e6,
+            mb_per_sec_recv: msgs_per_sec * 64.0 / 1e6,
+            latency_us: Latency {
+                p50: p99 / 2.0,
+                p90: p99 * 0.8,
+                p99,
+                p999: p99 * 2.0,
+                max: p99 * 3.0,
+                mean: p99 / 2.0,
+            },
+            connect_failures: 0,
+            errors: 0,
+            first_error: None,
+            unanswered_at_end: 0,
+            sent_late: 0,
+            watch: if config == DIRECT {
+                vec![watch("echo", 1.0)]
+            } else {
+                vec![watch("proxy", 2.5), watch("echo", 1.0)]
+            },
+            generator: watch("generator", 1.0),
+        }
+    }
+
+    fn half_load(mut run: RunReport, rate: f64) -> RunReport {
+        run.tags.insert("group".into(), HALF_LOAD_GROUP.into());
+        run.rate = Some(rate);
+        run
+    }
+
+    fn idle(config: &str, before: u64, after: u64) -> IdleReport {
+        IdleReport {
+            tags: [("config".to_owned(), config.to_owned())].into(),
+            url: "ws://127.0.0.1:1/ws".into(),
+            conns: 1000,
+            established: 1000,
+            connect_failures: 0,
+            first_error: None,
+            dropped: 0,
+            connect_s: 0.5,
+            watch: vec![IdleWatch {
+                name: "proxy".into(),
+                pid: 1,
+                rss_kib_before: before,
+                rss_kib_after: after,
+                kib_per_conn: Some((after - before) as f64 / 1000.0),
+            }],
+        }
+    }
+
+    fn line_with<'a>(markdown: &'a str, needle: &str) -> &'a str {
+        markdown
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle:?} in\n{markdown}"))
+    }
+
+    #[test]
+    fn ratios_compare_configs_of_the_same_case() {
+        let records = vec![
+            Record::Run(Box::new(run(DIRECT, 100, 400_000.0, 900.0))),
+            Record::Run(Box::new(run(NGINX, 100, 200_000.0, 1500.0))),
+            Record::Run(Box::new(run(INSPECTED, 100, 100_000.0, 3000.0))),
+            Record::Run(Box::new(run(DIRECT, 1, 50_000.0, 40.0))),
+        ];
+        let markdown = render(&records);
+        let fg = line_with(&markdown, "| 100 conns × 64 B × p16 | fg-on |");
+        assert!(
+            fg.contains("| 100,000 | 0.50 | – | 0.25 | 12.8 | 1500 | 3000 | 6000 | 2.50 | 0 |"),
+            "{fg}"
+        );
+        let direct_one = line_with(&markdown, "| 1 conns × 64 B × p16 | direct |");
+        assert!(
+            direct_one.contains("| 50,000 | – | – | 1.00 |"),
+            "{direct_one}"
+        );
+        assert!(line_with(&markdown, "Full inspection").contains("0.50× nginx's 200,000"));
+        assert!(line_with(&markdown, "Full inspection").contains("**missed**"));
+    }
+
+    #[test]
+    fn half_load_reports_added_p99_and_the_target() {
+        let records = vec![
+            Record::Run(Box::new(half_load(
+                run(DIRECT, 100, 50_000.0, 100.0),
+                50_000.0,
+            ))),
+            Record::Run(Box::new(half_load(
+                run(INSPECTED, 100, 50_000.0, 140.0),
+                50_000.0,
+            ))),
+        ];
+        let markdown = render(&records);
+        let fg = line_with(&markdown, "| fg-on | 50,000 | 50,000 |");
+        assert!(fg.contains("| 40 |"), "{fg}");
+        let target = line_with(&markdown, "Added p99");
+        assert!(
+            target.contains("40 µs") && target.ends_with("met"),
+            "{target}"
+        );
+        // Half-load runs are not rows of the throughput table.
+        assert_eq!(markdown.matches("| fg-on |").count(), 1, "{markdown}");
+    }
+
+    #[test]
+    fn idle_memory_per_connection_and_target() {
+        let markdown = render(&[
+            Record::Idle(idle("fg-off", 10_000, 16_000)),
+            Record::Idle(idle(INSPECTED, 10_000, 22_000)),
+        ]);
+        assert!(line_with(&markdown, "| fg-off | proxy | 1000 |").contains("| 6.0 |"));
+        let target = line_with(&markdown, "RSS per idle connection");
+        assert!(
+            target.contains("12.0 KiB") && target.contains("**missed**"),
+            "{target}"
+        );
+    }
+
+    #[test]
+    fn unavailable_configs_get_a_row_and_missing_targets_say_so() {
+        let markdown = render(&[Record::Unavailable(Unavailable {
+            config: "kernel".into(),
+            reason: "kernel data path: not available in this build".into(),
+        })]);
+        assert!(
+            markdown.contains("| all | kernel | kernel data path: not available in this build |")
+        );
+        assert_eq!(markdown.matches("not measured").count(), 3, "{markdown}");
+    }
+
+    #[test]
+    fn first_errors_are_listed_under_the_table() {
+        let mut failed = run(INSPECTED, 100, 10.0, 1.0);
+        failed.errors = 3;
+        failed.first_error = Some("closed by the server: 1008 policy".into());
+        let markdown = render(&[Record::Run(Box::new(failed))]);
+        assert!(markdown
+            .contains("- 100 conns × 64 B × p16 / fg-on: closed by the server: 1008 policy"));
+    }
+
+    #[test]
+    fn records_parse_line_by_line_with_line_numbers_in_errors() {
+        let good = serde_json::to_string(&Record::Idle(idle(INSPECTED, 1, 2))).unwrap();
+        assert_eq!(
+            parse_records(&format!("{good}\n\n{good}\n")).unwrap().len(),
+            2
+        );
+        let err = parse_records(&format!("{good}\nnot json\n")).unwrap_err();
+        assert!(format!("{err:#}").contains("line 2"), "{err:#}");
+    }
+
+    #[test]
+    fn thousands_are_grouped() {
+        assert_eq!(group_thousands(0.4), "0");
+        assert_eq!(group_thousands(999.0), "999");
+        assert_eq!(group_thousands(1000.0), "1,000");
+        assert_eq!(group_thousands(1_234_567.8), "1,234,568");
+    }
+}
