@@ -1,7 +1,8 @@
 //! Frameguard configuration: KDL (v2) in the shape of Sentinel's `sentinel.kdl`, validated into a
 //! [`Config`], plus the [`Router`] that picks a route for a request.
 //!
-//! ```kdl
+//! ```
+//! let loaded = frameguard_config::parse_str(r#"
 //! system { worker-threads 0; graceful-shutdown-timeout-secs 30 }
 //! listeners { listener "http" { address "0.0.0.0:8080"; protocol "http" } }
 //! routes {
@@ -15,7 +16,10 @@
 //! }
 //! upstreams { upstream "backend" { target "127.0.0.1:3000" } }
 //! agents { agent "inspector" { events "websocket_frame"; xss-detection #true } }
-//! observability { metrics { enabled #true; address "127.0.0.1:9090" } logging { level "info" } }
+//! observability { metrics { enabled #true; address "127.0.0.1:9090" }; logging { level "info" } }
+//! "#, "example.kdl").expect("the example loads");
+//! assert_eq!(loaded.warnings, []);
+//! assert_eq!(loaded.config.routes[0].name, "ws");
 //! ```
 //!
 //! Decisions:
@@ -34,6 +38,18 @@
 //!   out means "none".
 //! - File paths (`cert-file`, `json-schema`) are kept as written; nothing but the configuration
 //!   file itself is read here.
+//! - `service-type "builtin"` with `builtin-handler "health"` serves the route in-process;
+//!   `service-type` "web" or "api" (or none) proxies it to its `upstream`. A listener's
+//!   `protocol` defaults to "https" when it has a `tls` block, "http" otherwise.
+//! - An agent whose `events` include "websocket_frame", or with `type "websocket-inspector"`,
+//!   or with any inspector option (`xss-detection`, `max-messages-per-sec`, ...) is
+//!   [`AgentKind::Inspector`]; its `unix-socket`, `grpc-address` and `timeout-ms` draw a warning,
+//!   as the inspector runs in-process. Other agents are [`AgentKind::Unsupported`], with a
+//!   warning. Routes keep the names of defined agents, unsupported ones included.
+//! - The `kdl` parser recurses per block and per comment token and backtracks exponentially on
+//!   nested `/- { }` blocks, so a text is refused above 1 MiB or with more than 8 slashdashed
+//!   children blocks, and is parsed on a thread whose stack is sized from its `{`, `*` and `/`
+//!   counts: no text can overflow the stack.
 //! - Column numbers count characters, not bytes.
 
 mod decode;

@@ -3,7 +3,9 @@
 
 use crate::model::{Match, Route};
 
-/// What a route can match on, borrowed from the request head.
+/// What a route can match on, borrowed from the request head. Query parameters are compared
+/// after percent- and `+`-decoding; header values are compared byte for byte.
+#[derive(Clone, Copy, Debug)]
 pub struct RequestInfo<'a> {
     /// Without the query.
     pub path: &'a str,

@@ -209,6 +209,18 @@ fn listener_protocol_and_tls_must_agree() {
 }
 
 #[test]
+fn duplicate_listener_names_are_errors() {
+    let text = format!(
+        "listeners {{\n    listener \"http\" {{ address \"127.0.0.1:1\"; }}\n    listener \"http\" {{ address \"127.0.0.1:2\"; }}\n}}\n\
+         {ROUTES}upstreams {{ upstream \"backend\" {{ target \"h:1\"; }}; }}\n"
+    );
+    assert_eq!(
+        parse_err(&text),
+        ["inline.kdl:3:14: error: duplicate listener `http` (first at 2:14)"]
+    );
+}
+
+#[test]
 fn https_listener_defaults_from_tls() {
     let text = format!(
         "listeners {{ listener \"tls\" {{ address \"0.0.0.0:8443\"; tls {{ cert-file \"c.pem\"; key-file \"k.pem\"; }}; }}; }}\n\

@@ -6,7 +6,6 @@
 //! command-line flags). Its transport settings (`unix-socket`, `grpc-address`, `timeout-ms`) are
 //! accepted with a warning. Any other agent is kept as unsupported, with a warning.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
 use kdl::KdlNode;
@@ -44,33 +43,9 @@ const REPEATABLE: &[&str] = &["events", "custom-patterns"];
 
 pub(super) fn decode(decoder: &mut Decoder<'_>, node: &KdlNode) -> Vec<Agent> {
     let mut agents = Vec::new();
-    let mut names: HashMap<String, SourceSpan> = HashMap::new();
-    let children = decoder.block(node);
-    decoder.each_child(
-        Some("agents"),
-        children,
-        &["agent"],
-        &["agent"],
-        |decoder, child| {
-            if child.name().value() != "agent" {
-                return false;
-            }
-            let Some((name, name_span, body)) = decoder.named_block(child) else {
-                return true;
-            };
-            if let Some(first) = names.get(&name) {
-                let first = decoder.report.describe_position(first.offset());
-                decoder.error(
-                    name_span,
-                    format!("duplicate agent `{name}` (first at {first})"),
-                );
-                return true;
-            }
-            names.insert(name.clone(), name_span);
-            agents.push(decode_agent(decoder, name, name_span, body));
-            true
-        },
-    );
+    decoder.each_named(node, "agent", |decoder, name, name_span, body| {
+        agents.push(decode_agent(decoder, name, name_span, body));
+    });
     agents
 }
 

@@ -16,45 +16,22 @@ const TLS_KEYS: &[&str] = &["cert-file", "key-file"];
 
 pub(super) fn decode(decoder: &mut Decoder<'_>, node: &KdlNode) -> Vec<Listener> {
     let mut listeners: Vec<Listener> = Vec::new();
-    let mut names: HashMap<String, SourceSpan> = HashMap::new();
     let mut addresses = HashMap::new();
-    let children = decoder.block(node);
-    decoder.each_child(
-        Some("listeners"),
-        children,
-        &["listener"],
-        &["listener"],
-        |decoder, child| {
-            if child.name().value() != "listener" {
-                return false;
-            }
-            let Some((name, name_span, body)) = decoder.named_block(child) else {
-                return true;
-            };
-            if let Some(first) = names.get(&name) {
-                let first = decoder.report.describe_position(first.offset());
-                decoder.error(
-                    name_span,
-                    format!("duplicate listener `{name}` (first at {first})"),
-                );
-                return true;
-            }
-            names.insert(name.clone(), name_span);
-            if let Some(listener) = decode_listener(decoder, name, name_span, body) {
-                if let Some(first) = addresses.insert(listener.address, listener.name.clone()) {
-                    decoder.error(
-                        name_span,
-                        format!(
-                            "listener `{}` uses the address {} of listener `{first}`",
-                            listener.name, listener.address
-                        ),
-                    );
-                }
-                listeners.push(listener);
-            }
-            true
-        },
-    );
+    decoder.each_named(node, "listener", |decoder, name, name_span, body| {
+        let Some(listener) = decode_listener(decoder, name, name_span, body) else {
+            return;
+        };
+        if let Some(first) = addresses.insert(listener.address, listener.name.clone()) {
+            decoder.error(
+                name_span,
+                format!(
+                    "listener `{}` uses the address {} of listener `{first}`",
+                    listener.name, listener.address
+                ),
+            );
+        }
+        listeners.push(listener);
+    });
     listeners
 }
 

@@ -1,6 +1,6 @@
 //! KDL document -> [`Config`], reporting every problem with the position of the offending node
 //! or value. Each section lives in its own module; this one holds the shared value readers and
-//! the checks that span sections (references between routes, upstreams and agents).
+//! ties the sections together (routes are resolved against the upstreams and agents).
 
 mod agents;
 mod listeners;
@@ -37,7 +37,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
 pub(crate) fn decode<'a>(
     document: &KdlDocument,
     report: Report<'a>,
-    source: &str,
+    file: &str,
 ) -> (Config, Report<'a>) {
     let mut decoder = Decoder { report };
     let mut system = System::default();
@@ -98,7 +98,7 @@ pub(crate) fn decode<'a>(
         upstreams: upstreams.items,
         agents,
         observability,
-        source: source.to_owned(),
+        source: file.to_owned(),
     };
     (config, decoder.report)
 }
@@ -182,6 +182,44 @@ impl Decoder<'_> {
                 );
             }
         }
+    }
+
+    /// Visits each `item "name" { ... }` of a list section such as `routes`, once per name:
+    /// a repeated name is an error and is not visited.
+    pub(crate) fn each_named<'n>(
+        &mut self,
+        section: &'n KdlNode,
+        item: &str,
+        mut visit: impl FnMut(&mut Self, String, SourceSpan, &'n [KdlNode]),
+    ) {
+        let mut names: HashMap<String, SourceSpan> = HashMap::new();
+        let children = self.block(section);
+        let section_name = section.name().value();
+        self.each_child(
+            Some(section_name),
+            children,
+            &[item],
+            &[item],
+            |decoder, child| {
+                if child.name().value() != item {
+                    return false;
+                }
+                let Some((name, name_span, body)) = decoder.named_block(child) else {
+                    return true;
+                };
+                if let Some(first) = names.get(&name) {
+                    let first = decoder.report.describe_position(first.offset());
+                    decoder.error(
+                        name_span,
+                        format!("duplicate {item} `{name}` (first at {first})"),
+                    );
+                    return true;
+                }
+                names.insert(name.clone(), name_span);
+                visit(decoder, name, name_span, body);
+                true
+            },
+        );
     }
 
     /// The children of a section node such as `routes { ... }`, which takes no values.

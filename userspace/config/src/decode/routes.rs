@@ -3,8 +3,6 @@
 //! Routes are decoded into drafts first: whether their upstream and agents exist is checked by
 //! [`resolve`] once every section has been read, since `upstreams` may come after `routes`.
 
-use std::collections::HashMap;
-
 use kdl::KdlNode;
 use miette::SourceSpan;
 
@@ -60,33 +58,9 @@ pub(super) struct RouteDraft {
 
 pub(super) fn decode(decoder: &mut Decoder<'_>, node: &KdlNode) -> Vec<RouteDraft> {
     let mut drafts = Vec::new();
-    let mut names: HashMap<String, SourceSpan> = HashMap::new();
-    let children = decoder.block(node);
-    decoder.each_child(
-        Some("routes"),
-        children,
-        &["route"],
-        &["route"],
-        |decoder, child| {
-            if child.name().value() != "route" {
-                return false;
-            }
-            let Some((name, name_span, body)) = decoder.named_block(child) else {
-                return true;
-            };
-            if let Some(first) = names.get(&name) {
-                let first = decoder.report.describe_position(first.offset());
-                decoder.error(
-                    name_span,
-                    format!("duplicate route `{name}` (first at {first})"),
-                );
-                return true;
-            }
-            names.insert(name.clone(), name_span);
-            drafts.push(decode_route(decoder, name, name_span, body));
-            true
-        },
-    );
+    decoder.each_named(node, "route", |decoder, name, name_span, body| {
+        drafts.push(decode_route(decoder, name, name_span, body));
+    });
     drafts
 }
 

@@ -1,7 +1,6 @@
 //! `upstreams { upstream "name" { target "127.0.0.1:3000"; load-balancing "round-robin";
 //! health-check { type "http" { path "/health" }; interval-secs 10 }; connect-timeout-secs 5 } }`
 
-use std::collections::HashMap;
 use std::net::Ipv6Addr;
 use std::time::Duration;
 
@@ -23,36 +22,12 @@ const DEFAULT_HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(10);
 
 pub(super) fn decode(decoder: &mut Decoder<'_>, node: &KdlNode) -> Upstreams {
     let mut upstreams = Upstreams::default();
-    let mut names: HashMap<String, SourceSpan> = HashMap::new();
-    let children = decoder.block(node);
-    decoder.each_child(
-        Some("upstreams"),
-        children,
-        &["upstream"],
-        &["upstream"],
-        |decoder, child| {
-            if child.name().value() != "upstream" {
-                return false;
-            }
-            let Some((name, name_span, body)) = decoder.named_block(child) else {
-                return true;
-            };
-            if let Some(first) = names.get(&name) {
-                let first = decoder.report.describe_position(first.offset());
-                decoder.error(
-                    name_span,
-                    format!("duplicate upstream `{name}` (first at {first})"),
-                );
-                return true;
-            }
-            names.insert(name.clone(), name_span);
-            upstreams.names.push(name.clone());
-            if let Some(upstream) = decode_upstream(decoder, name, name_span, body) {
-                upstreams.items.push(upstream);
-            }
-            true
-        },
-    );
+    decoder.each_named(node, "upstream", |decoder, name, name_span, body| {
+        upstreams.names.push(name.clone());
+        if let Some(upstream) = decode_upstream(decoder, name, name_span, body) {
+            upstreams.items.push(upstream);
+        }
+    });
     upstreams
 }
 
