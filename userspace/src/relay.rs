@@ -522,7 +522,8 @@ where
                     client_sink.lock().await.close((CloseCode::GOING_AWAY, "server shutting down"), None).await;
                 }
             }
-            _ = sleep_until(due.as_ref().map(|d| d.0)) => match due.map(|d| d.1) {
+            // Pongs and traffic move the deadlines while we sleep: act only on what is still due.
+            _ = sleep_until(due.map(|d| d.0)) => match keepalive.next().filter(|d| d.0 <= Instant::now()).map(|d| d.1) {
                 Some(Due::Ping) => {
                     keepalive.seq += 1;
                     let mut payload = KEEPALIVE_PREFIX.to_vec();
