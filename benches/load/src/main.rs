@@ -11,6 +11,7 @@
 //! `run` and `idle` print one JSON line each; `report` turns a file of them into markdown.
 
 mod cli;
+mod clock;
 mod connect;
 mod echo;
 mod handshake;

@@ -6,7 +6,9 @@
 //!
 //! Closed loop (default): each connection keeps `--pipeline` messages in flight and sends a new
 //! one for each answered. Open loop (`--rate`): each connection sends its share of the rate on a
-//! fixed, staggered schedule whatever the answers, with at most `--pipeline` in flight.
+//! fixed, staggered schedule whatever the answers (woken by [`FineClock`]'s 100 µs ticks), with
+//! at most `--pipeline` in flight. Latency is from the actual send; messages sent more than 1 ms
+//! behind their schedule are counted as `sent_late`, so a generator that cannot keep up shows.
 //!
 //! Each generator thread runs its own single-threaded runtime with its share of the connections,
 //! so the statistics of a thread need no locking and are merged once at the end.
@@ -26,8 +28,9 @@ use hdrhistogram::Histogram;
 use tokio::time::Instant;
 
 use crate::cli::{parse_seconds, thread_count, TargetArgs};
+use crate::clock::{FineClock, SLACK};
 use crate::connect::{connect_many, Connected};
-use crate::net::WsStream;
+use crate::net::{Progress, WsStream};
 use crate::payload::{read_stamp, Stamp, Template, MIN_SIZE};
 use crate::proc_stats::{sample_tree, Sample, Watch, WatchReport};
 use crate::report::{Latency, RunReport};
@@ -36,11 +39,8 @@ use crate::target::Target;
 const MAX_SIZE: usize = 16 << 20;
 /// Latencies are recorded in nanoseconds up to a minute, at 3 significant digits.
 const MAX_LATENCY_NS: u64 = 60_000_000_000;
-/// Open loop: tokio's timers tick in milliseconds, so a sender that wakes also sends what falls
-/// due within the next tick.
-const TIMER_SLACK: Duration = Duration::from_millis(1);
 /// Open loop: a message sent this much after its scheduled time counts as sent late.
-const LATE: Duration = Duration::from_millis(2);
+const LATE: Duration = Duration::from_millis(1);
 /// How long a connection may take to close cleanly after the run.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -330,15 +330,25 @@ fn generator_thread(
     let stats = Rc::new(RefCell::new(Stats::new()));
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async {
+        let clock = plan.rate_per_conn.map(|_| {
+            let clock = Rc::new(FineClock::default());
+            // Runs until the LocalSet drops it; a failing timerfd leaves the senders asleep
+            // until the drain deadline, which the report shows as missing traffic.
+            tokio::task::spawn_local(Rc::clone(&clock).run());
+            clock
+        });
         let tasks: Vec<_> = streams
             .into_iter()
             .zip(indices)
             .map(|(ws, &index)| {
                 let plan = Arc::clone(plan);
                 let stats = Rc::clone(&stats);
+                let clock = clock.clone();
                 tokio::task::spawn_local(async move {
                     let mut connection = Connection::new(ws, &plan, index);
-                    let outcome = connection.exchange(&plan, schedule, &stats).await;
+                    let outcome = connection
+                        .exchange(&plan, schedule, clock.as_ref(), &stats)
+                        .await;
                     if let Err(error) = outcome {
                         let mut stats = stats.borrow_mut();
                         stats.errors += 1;
@@ -400,10 +410,12 @@ impl Connection {
         }
     }
 
+    /// `clock` paces the open loop (None for the closed loop).
     async fn exchange(
         &mut self,
         plan: &Plan,
         schedule: Schedule,
+        clock: Option<&Rc<FineClock>>,
         stats: &RefCell<Stats>,
     ) -> Result<()> {
         match plan.rate_per_conn {
@@ -426,13 +438,21 @@ impl Connection {
             if now >= schedule.window_end && in_flight == 0 {
                 return Ok(());
             }
-            let mut deadline = schedule.drain_end;
-            if now < schedule.window_end {
-                if let Some(next_due) = self.send_due(now, plan.pipeline, schedule, stats) {
-                    deadline = next_due.min(schedule.window_end);
-                }
-            }
-            let progress = self.ws.pump(true, Some(deadline)).await?;
+            let wake_at = if now < schedule.window_end {
+                self.send_due(now, plan.pipeline, schedule, stats)
+                    .map(|next_due| next_due.min(schedule.window_end))
+            } else {
+                None
+            };
+            let progress = match (clock, wake_at) {
+                (Some(clock), Some(wake_at)) => tokio::select! {
+                    // pump is cancel-safe: it only awaits readiness, then reads and writes
+                    // without waiting.
+                    progress = self.ws.pump(true, Some(schedule.drain_end)) => progress?,
+                    () = clock.sleep_until(wake_at) => Progress::default(),
+                },
+                _ => self.ws.pump(true, Some(schedule.drain_end)).await?,
+            };
             if progress.eof {
                 bail!("connection closed by the server without a close frame");
             }
@@ -454,7 +474,7 @@ impl Connection {
         let pacer = self.pacer.as_mut()?;
         let mut due = 0;
         let mut late = 0;
-        while pacer.next_due <= now + TIMER_SLACK && self.sent + due - self.answered < cap {
+        while pacer.next_due <= now + SLACK && self.sent + due - self.answered < cap {
             if now > pacer.next_due + LATE {
                 late += 1;
             }
@@ -466,7 +486,7 @@ impl Connection {
             self.send(schedule, stats);
         }
         stats.borrow_mut().sent_late += late;
-        (next_due > now + TIMER_SLACK).then_some(next_due)
+        (next_due > now + SLACK).then_some(next_due)
     }
 
     fn send(&mut self, schedule: Schedule, stats: &RefCell<Stats>) {
