@@ -30,14 +30,13 @@ pub struct Progress {
 }
 
 impl WsStream {
-    /// `leftover` = bytes that arrived with the handshake.
+    /// `leftover` = bytes that arrived with the handshake. Buffers grow on first use, so an
+    /// idle connection costs little memory.
     pub fn new(stream: TcpStream, leftover: BytesMut) -> WsStream {
-        let mut read_buf = leftover;
-        read_buf.reserve(READ_CHUNK);
         WsStream {
             stream,
-            read_buf,
-            write_buf: BytesMut::with_capacity(READ_CHUNK),
+            read_buf: leftover,
+            write_buf: BytesMut::new(),
         }
     }
 
