@@ -2,13 +2,13 @@
 //! with chosen chunking, and strict reading of the server's frames (which must be unmasked).
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::panic::Location;
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 use super::frame::{self, parse_frame, Frame, FrameSpec, Parsed};
 use super::http::{Conn, Headers, Response};
@@ -132,7 +132,24 @@ impl RawClient {
         addr: SocketAddr,
         request: &HandshakeRequest,
     ) -> Result<RawClient, Response> {
-        let mut conn = tcp_connect(addr).await;
+        RawClient::handshake_on(tcp_connect(addr).await, addr, request).await
+    }
+
+    /// [`RawClient::handshake`] from the local address `source` (any of 127.0.0.0/8), to look
+    /// like another client.
+    pub async fn handshake_from(
+        source: IpAddr,
+        addr: SocketAddr,
+        request: &HandshakeRequest,
+    ) -> Result<RawClient, Response> {
+        RawClient::handshake_on(tcp_connect_from(source, addr).await, addr, request).await
+    }
+
+    async fn handshake_on(
+        mut conn: Conn,
+        addr: SocketAddr,
+        request: &HandshakeRequest,
+    ) -> Result<RawClient, Response> {
         let (bytes, key) = request.encode(addr);
         conn.write_all(&bytes).await.expect("send handshake");
         let (status, headers) = conn.read_response_head().await.expect("handshake answer");
@@ -270,12 +287,23 @@ impl RawClient {
     }
 
     async fn close_for(&mut self, caller: &'static Location<'static>) -> (Vec<Frame>, Option<u16>) {
+        let (before, close) = self.close_frame_for(caller).await;
+        (before, close.close_code())
+    }
+
+    /// Read frames until a Close: the frames before it and the Close frame itself.
+    #[track_caller]
+    pub fn read_until_close_frame(&mut self) -> impl Future<Output = (Vec<Frame>, Frame)> + '_ {
+        self.close_frame_for(Location::caller())
+    }
+
+    async fn close_frame_for(&mut self, caller: &'static Location<'static>) -> (Vec<Frame>, Frame) {
         let mut before = Vec::new();
         loop {
             match self.try_read_frame(IO_TIMEOUT).await {
                 Ok(frame) if frame.opcode == frame::CLOSE => {
                     assert!(!frame.masked, "{caller}: masked Close from the server");
-                    return (before, frame.close_code());
+                    return (before, frame);
                 }
                 Ok(frame) if before.len() < 10_000 => before.push(frame),
                 Ok(frame) => panic!("{caller}: no Close after 10000 frames, last {frame:?}"),
@@ -289,6 +317,25 @@ impl RawClient {
     pub fn read_close(&mut self) -> impl Future<Output = Option<u16>> + '_ {
         let caller = Location::caller();
         async move { self.close_for(caller).await.1 }
+    }
+
+    /// Expect a Close (skipping other frames) with this code and UTF-8 reason.
+    #[track_caller]
+    pub fn expect_close_reason<'a>(
+        &'a mut self,
+        code: u16,
+        reason: &'a str,
+    ) -> impl Future<Output = ()> + 'a {
+        let caller = Location::caller();
+        async move {
+            let (before, close) = self.close_frame_for(caller).await;
+            let got_reason = close.payload.get(2..).map(String::from_utf8_lossy);
+            assert_eq!(
+                (close.close_code(), got_reason.as_deref()),
+                (Some(code), Some(reason)),
+                "{caller}: Close frame {close:?} after frames {before:?}"
+            );
+        }
     }
 
     #[track_caller]
@@ -313,6 +360,20 @@ impl RawClient {
 /// A TCP connection to `addr` with TCP_NODELAY.
 pub async fn tcp_connect(addr: SocketAddr) -> Conn {
     let stream = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .expect("connect timed out")
+        .expect("connect");
+    stream.set_nodelay(true).expect("TCP_NODELAY");
+    Conn::new(stream)
+}
+
+/// [`tcp_connect`] from the local address `source`.
+pub async fn tcp_connect_from(source: IpAddr, addr: SocketAddr) -> Conn {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::new(source, 0))
+        .unwrap_or_else(|e| panic!("bind {source}: {e}"));
+    let stream = tokio::time::timeout(IO_TIMEOUT, socket.connect(addr))
         .await
         .expect("connect timed out")
         .expect("connect");

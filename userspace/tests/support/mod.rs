@@ -1,11 +1,14 @@
 //! Test peers shared by the end-to-end tests: the proxy process, a recording upstream, a raw
-//! frame client and the HTTP and frame code they use. Each test binary uses a different part.
+//! frame client, the HTTP and frame code they use, a metrics scraper and the runner of the
+//! node and python clients. Each test binary uses a different part.
 #![allow(dead_code)]
 
 pub mod client;
 pub mod frame;
 pub mod http;
+pub mod metrics;
 pub mod proxy;
+pub mod script;
 pub mod upstream;
 
 use std::time::Duration;

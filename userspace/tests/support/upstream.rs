@@ -41,6 +41,10 @@ pub struct Behavior {
     pub after_101: Vec<u8>,
     /// End the TCP connection (without a Close) once `after_101` is written.
     pub hang_up_after_101: bool,
+    /// Accept a `permessage-deflate` offer (without parameters: both windows 15 bits, with
+    /// context takeover). Compressed messages are echoed as they came, RSV1 included: the
+    /// echo's history equals the client's, so its inflater can follow.
+    pub accept_deflate: bool,
 }
 
 /// What arrived at the upstream, per connection (numbered from 0 in accept order).
@@ -283,8 +287,19 @@ async fn upgrade(conn: &mut Conn, head: &RequestHead, behavior: &Behavior) -> st
             return Err(std::io::Error::other("upgrade refused on purpose"));
         }
     };
+    let offered_deflate = head
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-extensions"))
+        .flat_map(|(_, v)| v.split(','))
+        .any(|offer| offer.split(';').next().unwrap_or("").trim() == "permessage-deflate");
+    let extensions = if behavior.accept_deflate && offered_deflate {
+        "Sec-WebSocket-Extensions: permessage-deflate\r\n"
+    } else {
+        ""
+    };
     let mut answer = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n{extensions}\r\n"
     )
     .into_bytes();
     answer.extend_from_slice(&behavior.after_101);
@@ -302,11 +317,13 @@ fn has_close(mut bytes: &[u8]) -> bool {
     false
 }
 
-/// Record every frame; echo data messages (one unmasked frame), answer Ping and Close. After
+/// Record every frame; echo data messages (one unmasked frame, with the RSV bits of the
+/// message's first frame), answer Ping and Close. After
 /// the closing handshake the write side is shut (a server ends TCP first) but reading and
 /// recording go on until EOF, so anything a proxy forwards after a Close is still seen.
 async fn relay_frames(mut conn: Conn, recorder: &Recorder, mut close_sent: bool) {
-    let mut partial: Option<(u8, Vec<u8>)> = None;
+    // Opcode, RSV bits and payload of the message being reassembled.
+    let mut partial: Option<(u8, u8, Vec<u8>)> = None;
     let mut shut = false;
     loop {
         let frame = match parse_frame(&conn.buf, MAX_FRAME) {
@@ -322,13 +339,15 @@ async fn relay_frames(mut conn: Conn, recorder: &Recorder, mut close_sent: bool)
         };
         recorder.record(Event::Frame(frame.clone()));
         let complete = match frame.opcode {
-            frame::TEXT | frame::BINARY if frame.fin => Some((frame.opcode, frame.payload.clone())),
+            frame::TEXT | frame::BINARY if frame.fin => {
+                Some((frame.opcode, frame.rsv, frame.payload.clone()))
+            }
             frame::TEXT | frame::BINARY => {
-                partial = Some((frame.opcode, frame.payload.clone()));
+                partial = Some((frame.opcode, frame.rsv, frame.payload.clone()));
                 None
             }
             frame::CONTINUATION => {
-                if let Some((_, payload)) = partial.as_mut() {
+                if let Some((_, _, payload)) = partial.as_mut() {
                     payload.extend_from_slice(&frame.payload);
                 }
                 partial.take_if(|_| frame.fin)
@@ -336,12 +355,12 @@ async fn relay_frames(mut conn: Conn, recorder: &Recorder, mut close_sent: bool)
             _ => None,
         };
         let reply = match (frame.opcode, complete) {
-            (_, Some((opcode, payload))) => {
+            (_, Some((opcode, rsv, payload))) => {
                 recorder.record(Event::Message {
                     opcode,
                     payload: payload.clone(),
                 });
-                Some(FrameSpec::new(opcode, payload))
+                Some(FrameSpec::new(opcode, payload).rsv(rsv))
             }
             (frame::PING, None) => Some(FrameSpec::new(frame::PONG, frame.payload)),
             (frame::CLOSE, None) if !close_sent => {
