@@ -24,7 +24,11 @@ impl EvalResult {
 /// Runs each line as one inbound text message through a fresh connection of `policy`
 /// (so rate limits never interfere); returns (total, blocked). Detect-only verdicts count as
 /// blocked too: they are detections.
-pub fn blocked_share(engine: &Engine, policy: PolicyId, lines: impl Iterator<Item = String>) -> EvalResult {
+pub fn blocked_share(
+    engine: &Engine,
+    policy: PolicyId,
+    lines: impl Iterator<Item = String>,
+) -> EvalResult {
     let mut result = EvalResult::default();
     let Ok(mut scratch) = engine.alloc_scratch() else {
         return result;
@@ -40,7 +44,10 @@ pub fn blocked_share(engine: &Engine, policy: PolicyId, lines: impl Iterator<Ite
             largest_frame: line.len(),
         };
         result.total += 1;
-        if !matches!(engine.inspect(&mut conn, &mut scratch, now, message), Verdict::Allow) {
+        if !matches!(
+            engine.inspect(&mut conn, &mut scratch, now, message),
+            Verdict::Allow
+        ) {
             result.blocked += 1;
         }
     }

@@ -49,7 +49,12 @@ impl Inflater {
     }
 
     /// Inflates one message into `out` (cleared first), producing at most `limit` bytes.
-    pub fn inflate(&mut self, input: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<(), InflateError> {
+    pub fn inflate(
+        &mut self,
+        input: &[u8],
+        limit: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), InflateError> {
         out.clear();
         if self.desynced {
             return Err(InflateError::Desynced);
@@ -120,7 +125,11 @@ mod tests {
 
     impl Sender {
         fn new(bits: u8) -> Sender {
-            Sender(Compress::new_with_window_bits(Compression::default(), false, bits))
+            Sender(Compress::new_with_window_bits(
+                Compression::default(),
+                false,
+                bits,
+            ))
         }
 
         fn send(&mut self, data: &[u8]) -> Vec<u8> {
@@ -128,7 +137,9 @@ mod tests {
             let start = self.0.total_in();
             loop {
                 let fed = (self.0.total_in() - start) as usize;
-                self.0.compress_vec(&data[fed..], &mut out, FlushCompress::Sync).unwrap();
+                self.0
+                    .compress_vec(&data[fed..], &mut out, FlushCompress::Sync)
+                    .unwrap();
                 let all_fed = (self.0.total_in() - start) as usize == data.len();
                 if all_fed && out.len() < out.capacity() {
                     break;
@@ -151,7 +162,10 @@ mod tests {
         inflater.inflate(&first, 1 << 20, &mut out).unwrap();
         assert_eq!(out, message);
         let second = sender.send(message);
-        assert!(second.len() < first.len(), "second message refers back to the first");
+        assert!(
+            second.len() < first.len(),
+            "second message refers back to the first"
+        );
         inflater.inflate(&second, 1 << 20, &mut out).unwrap();
         assert_eq!(out, message);
         // A receiver without the shared window cannot decode the second message.
@@ -179,7 +193,8 @@ mod tests {
             let mut inflater = Inflater::new(bits, false);
             let mut out = Vec::new();
             for round in 0..5 {
-                let message = format!("round {round}: the quick brown fox jumps over the lazy dog").repeat(20);
+                let message = format!("round {round}: the quick brown fox jumps over the lazy dog")
+                    .repeat(20);
                 let wire = sender.send(message.as_bytes());
                 inflater.inflate(&wire, 1 << 20, &mut out).unwrap();
                 assert_eq!(out, message.as_bytes(), "bits {bits} round {round}");
@@ -192,14 +207,23 @@ mod tests {
         let zeros = vec![0u8; 4 << 20];
         let wire = Sender::new(15).send(&zeros);
         let mut out = Vec::new();
-        assert_eq!(Inflater::new(15, true).inflate(&wire, 64 * 1024, &mut out), Err(InflateError::TooBig));
+        assert_eq!(
+            Inflater::new(15, true).inflate(&wire, 64 * 1024, &mut out),
+            Err(InflateError::TooBig)
+        );
         assert!(out.len() <= 64 * 1024 + CHUNK);
-        assert_eq!(Inflater::new(15, true).inflate(&wire, 16 << 20, &mut out), Err(InflateError::Bomb));
+        assert_eq!(
+            Inflater::new(15, true).inflate(&wire, 16 << 20, &mut out),
+            Err(InflateError::Bomb)
+        );
     }
 
     #[test]
     fn garbage_is_corrupt() {
         let mut out = Vec::new();
-        assert_eq!(Inflater::new(15, true).inflate(&[0xff; 16], 1024, &mut out), Err(InflateError::Corrupt));
+        assert_eq!(
+            Inflater::new(15, true).inflate(&[0xff; 16], 1024, &mut out),
+            Err(InflateError::Corrupt)
+        );
     }
 }

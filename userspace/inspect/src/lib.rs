@@ -239,7 +239,10 @@ pub(crate) struct Finding {
 impl Finding {
     /// Payloads that are not what their frame type says (RFC 6455 close code 1007).
     fn malformed(&self) -> bool {
-        matches!(self.rule_id.as_str(), "utf8.invalid" | "deflate.corrupt" | "deflate.not-negotiated")
+        matches!(
+            self.rule_id.as_str(),
+            "utf8.invalid" | "deflate.corrupt" | "deflate.not-negotiated"
+        )
     }
 
     fn limit(tag: Tag, rule_id: &str, excerpt: String) -> Finding {
@@ -312,7 +315,9 @@ impl Engine {
     /// Raw Hyperscan scan of `data` with the full database (built-ins and custom patterns), no
     /// decoding or confirmation; returns the number of raw matches. For benchmarks.
     pub fn raw_scan(&self, scratch: &Scratch, data: &[u8]) -> Result<usize, EngineError> {
-        self.database.raw_scan(&scratch.scan, data).map_err(EngineError)
+        self.database
+            .raw_scan(&scratch.scan, data)
+            .map_err(EngineError)
     }
 
     /// Engine errors seen so far (counted whether fail-open allowed the message or not).
@@ -322,18 +327,24 @@ impl Engine {
 
     /// `max_message_size` is the route's websocket max-message-size (also caps inflation;
     /// 0 = unlimited).
-    pub fn new_connection(&self, policy: PolicyId, deflate: Option<DeflateParams>, max_message_size: usize) -> ConnectionState {
+    pub fn new_connection(
+        &self,
+        policy: PolicyId,
+        deflate: Option<DeflateParams>,
+        max_message_size: usize,
+    ) -> ConnectionState {
         let p = &self.policies[policy.0 as usize].policy;
         let direction = |no_context_takeover: bool, window_bits: u8| DirectionState {
             inflater: deflate.map(|_| Inflater::new(window_bits, no_context_takeover)),
             messages: (p.max_messages_per_sec > 0)
                 .then(|| TokenBucket::new(p.max_messages_per_sec, p.rate_limit_burst.max(1))),
             bytes: (p.max_bytes_per_sec > 0).then(|| {
-                let capacity = if p.max_messages_per_sec > 0 {
-                    p.max_bytes_per_sec.saturating_mul(p.rate_limit_burst.max(1)) / p.max_messages_per_sec
-                } else {
-                    p.max_bytes_per_sec
-                };
+                // The same burst window as the message bucket, or one second of bytes.
+                let capacity = p
+                    .max_bytes_per_sec
+                    .saturating_mul(p.rate_limit_burst.max(1))
+                    .checked_div(p.max_messages_per_sec)
+                    .unwrap_or(p.max_bytes_per_sec);
                 TokenBucket::new(p.max_bytes_per_sec, capacity.max(1))
             }),
             pending_attachments: 0,
@@ -364,13 +375,17 @@ impl Engine {
         for message in messages {
             prepared.push(self.prepare(policy, conn, scan, now, message));
         }
-        let findings = self.database.scan(&policy.policy, conn.policy.0, scan, messages.len());
+        let findings = self
+            .database
+            .scan(&policy.policy, conn.policy.0, scan, messages.len());
         let scan_failed = findings.is_err();
         let mut findings = findings.unwrap_or_default();
         for (index, state) in prepared.into_iter().enumerate() {
             let finding = match state {
                 PreparedMessage::Done(finding) => finding,
-                PreparedMessage::Scanned if scan_failed => Some(self.engine_error("engine.scan-failed")),
+                PreparedMessage::Scanned if scan_failed => {
+                    Some(self.engine_error("engine.scan-failed"))
+                }
                 PreparedMessage::Scanned => findings[index].take(),
             };
             out.push(self.verdict(&policy.policy, finding));
@@ -378,7 +393,13 @@ impl Engine {
     }
 
     /// Inspects one message.
-    pub fn inspect(&self, conn: &mut ConnectionState, scratch: &mut Scratch, now: Instant, message: MessageRef<'_>) -> Verdict {
+    pub fn inspect(
+        &self,
+        conn: &mut ConnectionState,
+        scratch: &mut Scratch,
+        now: Instant,
+        message: MessageRef<'_>,
+    ) -> Verdict {
         let mut out = Vec::with_capacity(1);
         self.inspect_batch(conn, scratch, now, std::slice::from_ref(&message), &mut out);
         out.pop().unwrap_or(Verdict::Allow)
@@ -452,7 +473,11 @@ impl Engine {
         if let Some(limit) = message_limit {
             if message.payload.len() > limit {
                 let excerpt = format!("message of {} bytes > {limit}", message.payload.len());
-                return PreparedMessage::Done(Some(Finding::limit(Tag::SizeLimit, "size.message", excerpt)));
+                return PreparedMessage::Done(Some(Finding::limit(
+                    Tag::SizeLimit,
+                    "size.message",
+                    excerpt,
+                )));
             }
         }
         let state = conn.direction(message.direction);
@@ -460,7 +485,14 @@ impl Engine {
             return PreparedMessage::Done(Some(finding));
         }
         if !message.compressed {
-            return self.prepare_payload(policy, conn, scan, message_index, message, message.payload);
+            return self.prepare_payload(
+                policy,
+                conn,
+                scan,
+                message_index,
+                message,
+                message.payload,
+            );
         }
         let Some(inflater) = state.inflater.as_mut() else {
             return PreparedMessage::Done(Some(Finding::limit(
@@ -474,13 +506,21 @@ impl Engine {
         let outcome = match inflater.inflate(message.payload, limit, &mut inflated) {
             Ok(()) => self.prepare_payload(policy, conn, scan, message_index, message, &inflated),
             Err(error) => PreparedMessage::Done(Some(match error {
-                InflateError::TooBig => Finding::limit(Tag::SizeLimit, "size.inflated", format!("inflated message > {limit} bytes")),
+                InflateError::TooBig => Finding::limit(
+                    Tag::SizeLimit,
+                    "size.inflated",
+                    format!("inflated message > {limit} bytes"),
+                ),
                 InflateError::Bomb => Finding::limit(
                     Tag::SizeLimit,
                     "size.inflate-ratio",
                     format!("compression ratio > {}:1", inflate::MAX_RATIO),
                 ),
-                InflateError::Corrupt => Finding::limit(Tag::SchemaInvalid, "deflate.corrupt", "invalid deflate data".into()),
+                InflateError::Corrupt => Finding::limit(
+                    Tag::SchemaInvalid,
+                    "deflate.corrupt",
+                    "invalid deflate data".into(),
+                ),
                 InflateError::Desynced => self.engine_error("engine.deflate-desynced"),
             })),
         };
@@ -521,7 +561,9 @@ impl Engine {
                     state.pending_attachments -= 1;
                     match std::str::from_utf8(payload) {
                         Ok(text) => scan.add_plain(message_index, text),
-                        Err(_) if p.inspect_binary => scan.add_plain(message_index, &String::from_utf8_lossy(payload)),
+                        Err(_) if p.inspect_binary => {
+                            scan.add_plain(message_index, &String::from_utf8_lossy(payload))
+                        }
                         Err(_) => {}
                     }
                     return PreparedMessage::Scanned;
@@ -559,12 +601,20 @@ fn effective_limit(policy: u64, route: usize) -> Option<usize> {
 fn rate_check(state: &mut DirectionState, now: Instant, bytes: u64) -> Option<Finding> {
     if let Some(bucket) = state.messages.as_mut() {
         if !bucket.allows(now, 1) {
-            return Some(Finding::limit(Tag::RateLimit, "rate.messages", "messages per second exceeded".into()));
+            return Some(Finding::limit(
+                Tag::RateLimit,
+                "rate.messages",
+                "messages per second exceeded".into(),
+            ));
         }
     }
     if let Some(bucket) = state.bytes.as_mut() {
         if !bucket.allows(now, bytes) {
-            return Some(Finding::limit(Tag::RateLimit, "rate.bytes", "bytes per second exceeded".into()));
+            return Some(Finding::limit(
+                Tag::RateLimit,
+                "rate.bytes",
+                "bytes per second exceeded".into(),
+            ));
         }
         bucket.take(bytes);
     }

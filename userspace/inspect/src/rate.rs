@@ -55,10 +55,16 @@ mod tests {
         }
         assert!(!bucket.allows(start, 1), "burst of 3 is the capacity");
         assert!(!bucket.allows(start + Duration::from_millis(50), 1));
-        assert!(bucket.allows(start + Duration::from_millis(100), 1), "10/s refills one per 100 ms");
+        assert!(
+            bucket.allows(start + Duration::from_millis(100), 1),
+            "10/s refills one per 100 ms"
+        );
         bucket.take(1);
         assert!(bucket.allows(start + Duration::from_secs(60), 3));
-        assert!(!bucket.allows(start + Duration::from_secs(61), 4), "never above capacity");
+        assert!(
+            !bucket.allows(start + Duration::from_secs(61), 4),
+            "never above capacity"
+        );
     }
 
     #[test]

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use hyperscan::prelude::*;
 use hyperscan::CompileFlags;
 
-use crate::decode::normalize::{normalize, traits, Layout};
 use crate::decode::decode_layers;
+use crate::decode::normalize::{normalize, traits, Layout};
 use crate::extract::{json, msgpack, socketio};
 use crate::rules::{Confirm, Family, View, Views, BUILTIN, CUSTOM_VIEWS};
 use crate::schema::{truncate_on_char_boundary, validate};
@@ -81,7 +81,8 @@ impl Database {
             if leftmost {
                 flags |= CompileFlags::SOM_LEFTMOST;
             }
-            let mut pattern = Pattern::with_flags(rule.expression, flags).map_err(|e| format!("{}: {e}", rule.id))?;
+            let mut pattern = Pattern::with_flags(rule.expression, flags)
+                .map_err(|e| format!("{}: {e}", rule.id))?;
             pattern.id = Some(patterns.len());
             patterns.push(pattern);
             metas.push(PatternMeta {
@@ -118,7 +119,10 @@ impl Database {
 
     pub fn alloc_scratch(&self) -> Result<ScanScratch, String> {
         Ok(ScanScratch {
-            hs: self.hs.alloc_scratch().map_err(|e| format!("cannot allocate Hyperscan scratch: {e}"))?,
+            hs: self
+                .hs
+                .alloc_scratch()
+                .map_err(|e| format!("cannot allocate Hyperscan scratch: {e}"))?,
             database_id: self.id,
             views: ViewBuffer::default(),
             message_count: 0,
@@ -155,46 +159,57 @@ impl Database {
             Owner::Builtin(Family::CmdInjection) => policy.command_injection,
             Owner::Custom(owner) => owner == policy_index,
         };
-        let result = self.hs.scan(views.text.as_str(), &scratch.hs, |id: u32, from: u64, to: u64, _flags: u32| {
-            let Some(meta) = self.patterns.get(id as usize) else {
-                return Matching::Continue;
-            };
-            let (from, to) = (from as usize, to as usize);
-            let index = views.segments.partition_point(|s| s.end < to);
-            let Some(segment) = views.segments.get(index) else {
-                return Matching::Continue;
-            };
-            if segment.start >= to
-                || findings[segment.message].is_some()
-                || !enabled(meta)
-                || !meta.views.contains(segment.view)
-                || (meta.leftmost && from < segment.start)
-            {
-                return Matching::Continue;
-            }
-            let text = &views.text[segment.start..segment.end];
-            let start = if meta.leftmost { from - segment.start } else { to - segment.start };
-            let end = to - segment.start;
-            if !text.is_char_boundary(start) || !text.is_char_boundary(end) || !meta.confirm.check(text, start, end) {
-                return Matching::Continue;
-            }
-            findings[segment.message] = Some(Finding {
-                tag: match meta.owner {
-                    Owner::Builtin(Family::Xss) => Tag::Xss,
-                    Owner::Builtin(Family::Sqli) => Tag::Sqli,
-                    Owner::Builtin(Family::CmdInjection) => Tag::CmdInjection,
-                    Owner::Custom(_) => Tag::CustomPattern,
-                },
-                rule_id: meta.rule_id.clone(),
-                excerpt: excerpt(text, meta.leftmost.then_some(start), end),
-            });
-            remaining -= 1;
-            if remaining == 0 {
-                Matching::Terminate
-            } else {
-                Matching::Continue
-            }
-        });
+        let result = self.hs.scan(
+            views.text.as_str(),
+            &scratch.hs,
+            |id: u32, from: u64, to: u64, _flags: u32| {
+                let Some(meta) = self.patterns.get(id as usize) else {
+                    return Matching::Continue;
+                };
+                let (from, to) = (from as usize, to as usize);
+                let index = views.segments.partition_point(|s| s.end < to);
+                let Some(segment) = views.segments.get(index) else {
+                    return Matching::Continue;
+                };
+                if segment.start >= to
+                    || findings[segment.message].is_some()
+                    || !enabled(meta)
+                    || !meta.views.contains(segment.view)
+                    || (meta.leftmost && from < segment.start)
+                {
+                    return Matching::Continue;
+                }
+                let text = &views.text[segment.start..segment.end];
+                let start = if meta.leftmost {
+                    from - segment.start
+                } else {
+                    to - segment.start
+                };
+                let end = to - segment.start;
+                if !text.is_char_boundary(start)
+                    || !text.is_char_boundary(end)
+                    || !meta.confirm.check(text, start, end, segment.view)
+                {
+                    return Matching::Continue;
+                }
+                findings[segment.message] = Some(Finding {
+                    tag: match meta.owner {
+                        Owner::Builtin(Family::Xss) => Tag::Xss,
+                        Owner::Builtin(Family::Sqli) => Tag::Sqli,
+                        Owner::Builtin(Family::CmdInjection) => Tag::CmdInjection,
+                        Owner::Custom(_) => Tag::CustomPattern,
+                    },
+                    rule_id: meta.rule_id.clone(),
+                    excerpt: excerpt(text, meta.leftmost.then_some(start), end),
+                });
+                remaining -= 1;
+                if remaining == 0 {
+                    Matching::Terminate
+                } else {
+                    Matching::Continue
+                }
+            },
+        );
         match result {
             Ok(()) => Ok(findings),
             Err(hyperscan::Error::Hyperscan(hyperscan::HsError::ScanTerminated)) => Ok(findings),
@@ -219,7 +234,8 @@ impl Database {
 /// Custom patterns report their start when Hyperscan can track it (so a match never spans two
 /// strings); a few expression shapes cannot, and then compile without it.
 fn compile_custom(expression: &str) -> Result<(Pattern, bool), String> {
-    let invalid = |e: &dyn std::fmt::Display| format!("custom pattern {expression:?} does not compile: {e}");
+    let invalid =
+        |e: &dyn std::fmt::Display| format!("custom pattern {expression:?} does not compile: {e}");
     for (flags, leftmost) in [
         (CompileFlags::MULTILINE | CompileFlags::SOM_LEFTMOST, true),
         (CompileFlags::MULTILINE, false),
@@ -242,7 +258,10 @@ fn excerpt(text: &str, start: Option<usize>, end: usize) -> String {
             (start.saturating_sub(pad), (end + pad).min(text.len()))
         }
         Some(start) => (start, start + MAX_EXCERPT),
-        None => (end.saturating_sub(MAX_EXCERPT * 3 / 4), (end + MAX_EXCERPT / 4).min(text.len())),
+        None => (
+            end.saturating_sub(MAX_EXCERPT * 3 / 4),
+            (end + MAX_EXCERPT / 4).min(text.len()),
+        ),
     };
     let mut from = from.min(text.len());
     while !text.is_char_boundary(from) {
@@ -270,7 +289,13 @@ impl ViewBuffer {
         }
         let t = traits(best);
         if t.sql_comment {
-            self.push(message, View::SqlJoined, best, Layout::SqlJoined, Some(original));
+            self.push(
+                message,
+                View::SqlJoined,
+                best,
+                Layout::SqlJoined,
+                Some(original),
+            );
         }
         if t.line_break {
             self.push(message, View::Lines, best, Layout::Lines, Some(original));
@@ -278,11 +303,23 @@ impl ViewBuffer {
         if t.shell_meta {
             self.push(message, View::Shell, best, Layout::Shell, Some(original));
         }
+        // Decoding can turn shell backslash tricks (`\i\n`) into escapes; undo them on the
+        // string as received too.
+        if decoded.is_some() && traits(s).shell_meta {
+            self.push(message, View::Shell, s, Layout::Shell, Some(original));
+        }
     }
 
     /// Appends one view; drops it when empty or equal to the `same_as` segment. Returns the
     /// index of the new segment.
-    fn push(&mut self, message: usize, view: View, src: &str, layout: Layout, same_as: Option<usize>) -> Option<usize> {
+    fn push(
+        &mut self,
+        message: usize,
+        view: View,
+        src: &str,
+        layout: Layout,
+        same_as: Option<usize>,
+    ) -> Option<usize> {
         let start = self.text.len();
         normalize(src, layout, &mut self.text);
         let fresh = &self.text[start..];
@@ -326,7 +363,12 @@ impl ScanScratch {
     /// Adds a text message: socket.io packet, JSON document or plain text. With a schema, the
     /// JSON document (or socket.io payload) must conform. Returns the socket.io attachments
     /// announced by the packet.
-    pub fn add_text(&mut self, message: usize, text: &str, schema: Option<&jsonschema::Validator>) -> Result<u32, Finding> {
+    pub fn add_text(
+        &mut self,
+        message: usize,
+        text: &str,
+        schema: Option<&jsonschema::Validator>,
+    ) -> Result<u32, Finding> {
         let packet = socketio::parse(text);
         let (body, attachments) = match &packet {
             Some(p) => {
@@ -361,7 +403,12 @@ impl ScanScratch {
     }
 
     /// `None` if `body` is not JSON.
-    fn add_json(&mut self, message: usize, body: &str, schema: Option<&jsonschema::Validator>) -> Option<Result<(), Finding>> {
+    fn add_json(
+        &mut self,
+        message: usize,
+        body: &str,
+        schema: Option<&jsonschema::Validator>,
+    ) -> Option<Result<(), Finding>> {
         let mut buf = std::mem::take(&mut self.json);
         buf.clear();
         buf.extend_from_slice(body.as_bytes());
@@ -398,7 +445,13 @@ impl ScanScratch {
 }
 
 /// A JSON string that is itself a JSON document is unpacked; otherwise scanned as text.
-fn add_json_string(views: &mut ViewBuffer, buffers: &mut simd_json::Buffers, message: usize, s: &str, depth: usize) {
+fn add_json_string(
+    views: &mut ViewBuffer,
+    buffers: &mut simd_json::Buffers,
+    message: usize,
+    s: &str,
+    depth: usize,
+) {
     let trimmed = s.trim_start();
     if depth < MAX_JSON_NESTING && (trimmed.starts_with('{') || trimmed.starts_with('[')) {
         let mut inner = s.as_bytes().to_vec();
@@ -426,7 +479,10 @@ mod tests {
                     flags |= CompileFlags::SOM_LEFTMOST;
                 }
                 let pattern = Pattern::with_flags(rule.expression, flags).ok()?;
-                pattern.build::<hyperscan::Block>().err().map(|e| format!("{}: {e}", rule.id))
+                pattern
+                    .build::<hyperscan::Block>()
+                    .err()
+                    .map(|e| format!("{}: {e}", rule.id))
             })
             .collect();
         assert!(failures.is_empty(), "{failures:#?}");

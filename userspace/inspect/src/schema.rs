@@ -15,7 +15,10 @@ pub fn load(path: &Path) -> Result<jsonschema::Validator, String> {
 }
 
 /// Validates `document`; `None` when it conforms.
-pub fn validate(validator: &jsonschema::Validator, document: Option<&serde_json::Value>) -> Option<Finding> {
+pub fn validate(
+    validator: &jsonschema::Validator,
+    document: Option<&serde_json::Value>,
+) -> Option<Finding> {
     let Some(document) = document else {
         return Some(Finding {
             tag: Tag::SchemaInvalid,

@@ -18,7 +18,8 @@ fn corpus_dir() -> PathBuf {
 
 fn evaluate(file: &str) -> (EvalResult, Vec<String>) {
     let path = corpus_dir().join(file);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     let engine = Engine::new(&[("default".to_owned(), InspectionPolicy::default())]).unwrap();
     let policy = engine.policy("default").unwrap();
     let lines: Vec<String> = text.lines().map(str::to_owned).collect();
@@ -33,7 +34,8 @@ fn misses(lines: &[String], expect_blocked: bool) -> Vec<String> {
     lines
         .iter()
         .filter(|line| {
-            let blocked = blocked_share(&engine, policy, std::iter::once((*line).clone())).blocked == 1;
+            let blocked =
+                blocked_share(&engine, policy, std::iter::once((*line).clone())).blocked == 1;
             blocked != expect_blocked
         })
         .take(40)
@@ -43,16 +45,36 @@ fn misses(lines: &[String], expect_blocked: bool) -> Vec<String> {
 
 fn check_attack(file: &str) {
     let (result, lines) = evaluate(file);
-    println!("{file}: {}/{} blocked ({:.2}%)", result.blocked, result.total, result.share() * 100.0);
+    println!(
+        "{file}: {}/{} blocked ({:.2}%)",
+        result.blocked,
+        result.total,
+        result.share() * 100.0
+    );
     assert!(result.total > 0, "{file} is empty");
-    assert!(result.share() >= 0.99, "{file}: only {:.2}% blocked; missed e.g. {:#?}", result.share() * 100.0, misses(&lines, true));
+    assert!(
+        result.share() >= 0.99,
+        "{file}: only {:.2}% blocked; missed e.g. {:#?}",
+        result.share() * 100.0,
+        misses(&lines, true)
+    );
 }
 
 fn check_benign(file: &str) {
     let (result, lines) = evaluate(file);
-    println!("{file}: {}/{} blocked ({:.3}%)", result.blocked, result.total, result.share() * 100.0);
+    println!(
+        "{file}: {}/{} blocked ({:.3}%)",
+        result.blocked,
+        result.total,
+        result.share() * 100.0
+    );
     assert!(result.total > 0, "{file} is empty");
-    assert!(result.share() <= 0.001, "{file}: {:.3}% blocked, e.g. {:#?}", result.share() * 100.0, misses(&lines, false));
+    assert!(
+        result.share() <= 0.001,
+        "{file}: {:.3}% blocked, e.g. {:#?}",
+        result.share() * 100.0,
+        misses(&lines, false)
+    );
 }
 
 #[test]

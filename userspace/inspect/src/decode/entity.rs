@@ -138,8 +138,14 @@ mod tests {
         assert_eq!(decode("&lt script&gt").as_deref(), Some("< script>"));
         assert_eq!(decode("&#60;&#x3C;&#X3c").as_deref(), Some("<<<"));
         assert_eq!(decode("&#0000106&#0000097").as_deref(), Some("ja"));
-        assert_eq!(decode("java&#x09;script&colon;").as_deref(), Some("java\tscript:"));
-        assert_eq!(decode("&Tab;&NewLine;&lpar;&rpar;").as_deref(), Some("\t\n()"));
+        assert_eq!(
+            decode("java&#x09;script&colon;").as_deref(),
+            Some("java\tscript:")
+        );
+        assert_eq!(
+            decode("&Tab;&NewLine;&lpar;&rpar;").as_deref(),
+            Some("\t\n()")
+        );
     }
 
     #[test]
@@ -152,7 +158,10 @@ mod tests {
     #[test]
     fn out_of_range_and_plain_ampersands() {
         assert_eq!(decode("&#x110000;").as_deref(), Some("\u{FFFD}"));
-        assert_eq!(decode("&#99999999999999999999;").as_deref(), Some("\u{FFFD}"));
+        assert_eq!(
+            decode("&#99999999999999999999;").as_deref(),
+            Some("\u{FFFD}")
+        );
         assert_eq!(decode("rock & roll"), None);
         assert_eq!(decode("AT&T"), None);
         assert_eq!(decode("&ltimg").as_deref(), Some("<img"));

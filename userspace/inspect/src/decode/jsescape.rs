@@ -106,13 +106,19 @@ mod tests {
     fn hex_unicode_and_braced_escapes() {
         assert_eq!(decode(r"\x3cscript\x3e").as_deref(), Some("<script>"));
         assert_eq!(decode(r"\u003cimg\u003E").as_deref(), Some("<img>"));
-        assert_eq!(decode(r"\u{61}lert\u{0000028}1)").as_deref(), Some("alert(1)"));
+        assert_eq!(
+            decode(r"\u{61}lert\u{0000028}1)").as_deref(),
+            Some("alert(1)")
+        );
         assert_eq!(decode(r"\74svg\076").as_deref(), Some("<svg>"));
     }
 
     #[test]
     fn simple_escapes_and_surrogates() {
-        assert_eq!(decode(r#"a\'b\"c\\d\nid"#).as_deref(), Some("a'b\"c\\d\nid"));
+        assert_eq!(
+            decode(r#"a\'b\"c\\d\nid"#).as_deref(),
+            Some("a'b\"c\\d\nid")
+        );
         assert_eq!(decode(r"\ud800").as_deref(), Some("\u{FFFD}"));
     }
 

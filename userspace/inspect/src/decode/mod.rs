@@ -37,8 +37,14 @@ mod tests {
 
     #[test]
     fn peels_nested_layers() {
-        assert_eq!(decode_layers("%253Cscript%253E").as_deref(), Some("<script>"));
-        assert_eq!(decode_layers("%26lt%3Bsvg%26gt%3B").as_deref(), Some("<svg>"));
+        assert_eq!(
+            decode_layers("%253Cscript%253E").as_deref(),
+            Some("<script>")
+        );
+        assert_eq!(
+            decode_layers("%26lt%3Bsvg%26gt%3B").as_deref(),
+            Some("<svg>")
+        );
         assert_eq!(decode_layers("&amp;#x3c;img").as_deref(), Some("<img"));
         assert_eq!(decode_layers(r"%5Cx3cb%5Cx3e").as_deref(), Some("<b>"));
         assert_eq!(decode_layers("\\u0026lt;p").as_deref(), Some("<p"));
@@ -52,7 +58,13 @@ mod tests {
 
     #[test]
     fn output_never_grows() {
-        for input in ["&#x10FFFF;", "%F0%9F%98%80", r"\u{10FFFF}", "&nbsp;", r"\xff"] {
+        for input in [
+            "&#x10FFFF;",
+            "%F0%9F%98%80",
+            r"\u{10FFFF}",
+            "&nbsp;",
+            r"\xff",
+        ] {
             let decoded = decode_layers(input).unwrap();
             assert!(decoded.len() <= input.len(), "{input:?} -> {decoded:?}");
         }

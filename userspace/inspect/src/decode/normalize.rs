@@ -59,13 +59,16 @@ enum Folded {
 fn fold(c: char) -> Folded {
     match c {
         '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}' => Folded::LineBreak,
-        '\u{FF01}'..='\u{FF5E}' => {
-            Folded::Char(char::from_u32(c as u32 - 0xFEE0).unwrap_or(c))
-        }
+        '\u{FF01}'..='\u{FF5E}' => Folded::Char(char::from_u32(c as u32 - 0xFEE0).unwrap_or(c)),
         '\u{2018}' | '\u{2019}' | '\u{201A}' | '\u{201B}' | '\u{2032}' | '\u{02B9}'
         | '\u{02BC}' | '\u{02C8}' => Folded::Char('\''),
         '\u{201C}' | '\u{201D}' | '\u{201E}' | '\u{201F}' | '\u{2033}' => Folded::Char('"'),
         '\u{FE64}' => Folded::Char('<'),
+        // Case-folding lookalikes: `<ſvg>` and `<ıframe>` are `<svg>` / `<iframe>` to
+        // case-insensitive matchers (including some HTML parsers' tag name handling).
+        '\u{017F}' => Folded::Char('s'),
+        '\u{0131}' => Folded::Char('i'),
+        '\u{212A}' => Folded::Char('k'),
         '\u{FE65}' => Folded::Char('>'),
         '\u{200B}'..='\u{200F}'
         | '\u{202A}'..='\u{202E}'
@@ -107,10 +110,6 @@ impl Writer<'_> {
         self.pending_space = false;
         self.pending_break = false;
         self.out.push(c);
-    }
-
-    fn last(&self) -> Option<char> {
-        self.out[self.start..].chars().next_back()
     }
 }
 
@@ -160,6 +159,20 @@ pub fn normalize(src: &str, layout: Layout, out: &mut String) {
                 continue;
             }
         }
+        if b == 0x1b && bytes.get(i + 1) == Some(&b'[') {
+            // A terminal control sequence (ESC [ params final) hides the text before it.
+            let params = bytes[i + 2..]
+                .iter()
+                .take_while(|c| matches!(c, b'0'..=b'9' | b';' | b'?'))
+                .count();
+            if bytes
+                .get(i + 2 + params)
+                .is_some_and(|c| (0x40..=0x7e).contains(c))
+            {
+                i += 3 + params;
+                continue;
+            }
+        }
         if layout == Layout::Shell {
             if let Some(next) = shell_step(src, i, &mut w) {
                 i = next;
@@ -192,12 +205,12 @@ fn find(haystack: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
 fn shell_step(src: &str, i: usize, w: &mut Writer<'_>) -> Option<usize> {
     let bytes = src.as_bytes();
     let rest = &bytes[i..];
-    let word_before = w.last().is_some_and(|c| c.is_ascii_alphanumeric());
     let next = rest.get(1).copied();
     match rest[0] {
         b'\'' | b'"' => Some(i + 1),
         b'\\' if next.is_some_and(|c| c.is_ascii_alphanumeric() || c == b'/') => Some(i + 1),
-        b'^' if word_before && next.is_some_and(|c| c.is_ascii_alphanumeric()) => Some(i + 1),
+        b'^' if next.is_some_and(|c| c.is_ascii_alphanumeric()) => Some(i + 1),
+        b'`' if next == Some(b'`') => Some(i + 2),
         b'<' => {
             w.space();
             Some(i + 1)
@@ -243,7 +256,9 @@ fn ifs_at(rest: &[u8]) -> usize {
         5
     } else if rest.len() >= 3
         && rest[..3].eq_ignore_ascii_case(b"ifs")
-        && !rest.get(3).is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+        && !rest
+            .get(3)
+            .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
     {
         3
     } else {
@@ -270,17 +285,32 @@ mod tests {
     fn folds_whitespace_controls_and_lookalikes() {
         assert_eq!(view("  a \t\r\n b\u{0}c  ", Layout::Main), "a bc");
         assert_eq!(view("\u{FF1C}script\u{FF1E}", Layout::Main), "<script>");
-        assert_eq!(view("java\u{200B}script\u{2019}", Layout::Main), "javascript'");
+        assert_eq!(
+            view("java\u{200B}script\u{2019}", Layout::Main),
+            "javascript'"
+        );
         assert_eq!(view("a\u{3000}b\u{a0}c", Layout::Main), "a b c");
     }
 
     #[test]
     fn comments_split_in_main_and_join_in_sql_view() {
-        assert_eq!(view("UN/**/ION SEL/*x*/ECT", Layout::Main), "UN ION SEL ECT");
-        assert_eq!(view("UN/**/ION SEL/*x*/ECT", Layout::SqlJoined), "UNION SELECT");
-        assert_eq!(view("/*!50000union*/select", Layout::SqlJoined), "unionselect");
+        assert_eq!(
+            view("UN/**/ION SEL/*x*/ECT", Layout::Main),
+            "UN ION SEL ECT"
+        );
+        assert_eq!(
+            view("UN/**/ION SEL/*x*/ECT", Layout::SqlJoined),
+            "UNION SELECT"
+        );
+        assert_eq!(
+            view("/*!50000union*/select", Layout::SqlJoined),
+            "unionselect"
+        );
         assert_eq!(view("/*!50000union*/ select", Layout::Main), "union select");
-        assert_eq!(view("union-- x\nselect #y\r\n1", Layout::SqlJoined), "union select 1");
+        assert_eq!(
+            view("union-- x\nselect #y\r\n1", Layout::SqlJoined),
+            "union select 1"
+        );
         assert_eq!(view("admin'--", Layout::SqlJoined), "admin'--");
         assert_eq!(view("a /* open", Layout::Main), "a /* open");
     }
@@ -294,10 +324,22 @@ mod tests {
     #[test]
     fn shell_view_removes_quoting_tricks() {
         assert_eq!(view("w'h'o'am'i", Layout::Shell), "whoami");
-        assert_eq!(view("c\\at /e\"t\"c/passwd", Layout::Shell), "cat /etc/passwd");
-        assert_eq!(view("cat${IFS}/etc/passwd", Layout::Shell), "cat /etc/passwd");
-        assert_eq!(view("cat$IFS$9/etc/passwd", Layout::Shell), "cat /etc/passwd");
-        assert_eq!(view("who$@ami;{cat,/etc/passwd}", Layout::Shell), "whoami; cat /etc/passwd");
+        assert_eq!(
+            view("c\\at /e\"t\"c/passwd", Layout::Shell),
+            "cat /etc/passwd"
+        );
+        assert_eq!(
+            view("cat${IFS}/etc/passwd", Layout::Shell),
+            "cat /etc/passwd"
+        );
+        assert_eq!(
+            view("cat$IFS$9/etc/passwd", Layout::Shell),
+            "cat /etc/passwd"
+        );
+        assert_eq!(
+            view("who$@ami;{cat,/etc/passwd}", Layout::Shell),
+            "whoami; cat /etc/passwd"
+        );
         assert_eq!(view("w^h^o^a^m^i", Layout::Shell), "whoami");
         assert_eq!(view("cat</etc/passwd", Layout::Shell), "cat /etc/passwd");
         assert_eq!(view("{ a, b }", Layout::Shell), "{ a, b }");

@@ -2,7 +2,7 @@
 
 /// Decodes `input`; returns `None` when it contains nothing to decode.
 ///
-/// Bytes that do not form valid UTF-8 after decoding become U+FFFD, except overlong two-byte
+/// Bytes that do not form valid UTF-8 after decoding are read as Latin-1, except overlong two-byte
 /// forms of ASCII (`%C0%BC` = `<`), which are folded to the ASCII byte they spell because some
 /// decoders accept them and attackers use them to hide markup.
 pub fn decode(input: &str) -> Option<String> {
@@ -48,8 +48,19 @@ pub fn decode(input: &str) -> Option<String> {
     fold_overlong_ascii(&mut out);
     Some(match String::from_utf8(out) {
         Ok(text) => text,
-        Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
+        Err(err) => latin1_fallback(err.as_bytes()),
     })
+}
+
+/// Valid UTF-8 stays; each invalid byte is read as Latin-1 (`%A0` is a no-break space to
+/// the many servers that decode that way).
+fn latin1_fallback(bytes: &[u8]) -> String {
+    let mut text = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        text.push_str(chunk.valid());
+        text.extend(chunk.invalid().iter().map(|&b| char::from(b)));
+    }
+    text
 }
 
 fn hex_pair(bytes: &[u8], at: usize) -> Option<u8> {
@@ -113,7 +124,8 @@ mod tests {
     #[test]
     fn overlong_ascii_is_folded_and_invalid_bytes_replaced() {
         assert_eq!(decode("%C0%BCscript%C0%BE").as_deref(), Some("<script>"));
-        assert_eq!(decode("a%FFb").as_deref(), Some("a\u{FFFD}b"));
+        assert_eq!(decode("a%FFb").as_deref(), Some("a\u{FF}b"));
+        assert_eq!(decode("1%A0UNION").as_deref(), Some("1\u{A0}UNION"));
     }
 
     #[test]

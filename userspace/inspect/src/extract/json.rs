@@ -8,7 +8,9 @@ pub const MAX_SCHEMA_DEPTH: usize = 128;
 
 /// Parses `buf` in place; the tape borrows its strings from `buf`.
 pub fn parse<'a>(buf: &'a mut [u8], buffers: &mut simd_json::Buffers) -> Option<Vec<Node<'a>>> {
-    simd_json::to_tape_with_buffers(buf, buffers).ok().map(|tape| tape.0)
+    simd_json::to_tape_with_buffers(buf, buffers)
+        .ok()
+        .map(|tape| tape.0)
 }
 
 /// Every string on the tape: object keys and string values alike.
@@ -41,7 +43,9 @@ fn build(tape: &[Node<'_>], pos: &mut usize, depth: usize) -> Option<serde_json:
             StaticNode::Bool(b) => Value::Bool(*b),
             StaticNode::I64(n) => Value::from(*n),
             StaticNode::U64(n) => Value::from(*n),
-            StaticNode::F64(n) => serde_json::Number::from_f64(*n).map_or(Value::Null, Value::Number),
+            StaticNode::F64(n) => {
+                serde_json::Number::from_f64(*n).map_or(Value::Null, Value::Number)
+            }
         },
         Node::Array { len, .. } => {
             let mut items = Vec::with_capacity((*len).min(tape.len()));
@@ -71,7 +75,8 @@ mod tests {
 
     #[test]
     fn keys_and_values_with_unicode_escapes() {
-        let mut buf = br#"{"msg":"\u003cscript\u003e","\u006eame":["a",{"k":1}],"n":null}"#.to_vec();
+        let mut buf =
+            br#"{"msg":"\u003cscript\u003e","\u006eame":["a",{"k":1}],"n":null}"#.to_vec();
         let mut buffers = simd_json::Buffers::default();
         let tape = parse(&mut buf, &mut buffers).unwrap();
         let found: Vec<&str> = strings(&tape).collect();
@@ -86,7 +91,11 @@ mod tests {
         let mut buffers = simd_json::Buffers::default();
         assert!(parse(&mut b"{\"a\":".to_vec(), &mut buffers).is_none());
         assert!(parse(&mut b"hello".to_vec(), &mut buffers).is_none());
-        let deep = format!("{}{}", "[".repeat(MAX_SCHEMA_DEPTH + 5), "]".repeat(MAX_SCHEMA_DEPTH + 5));
+        let deep = format!(
+            "{}{}",
+            "[".repeat(MAX_SCHEMA_DEPTH + 5),
+            "]".repeat(MAX_SCHEMA_DEPTH + 5)
+        );
         let mut buf = deep.into_bytes();
         let tape = parse(&mut buf, &mut buffers).unwrap();
         assert!(to_serde(&tape).is_none());

@@ -52,12 +52,18 @@ mod tests {
     fn strings_and_keys() {
         let value = Value::Map(vec![
             (Value::from("type"), Value::from("chat")),
-            (Value::from("body"), Value::Array(vec![Value::from(1), Value::from("<script>")])),
+            (
+                Value::from("body"),
+                Value::Array(vec![Value::from(1), Value::from("<script>")]),
+            ),
             (Value::from("raw"), Value::Binary(b"bin text".to_vec())),
         ]);
         let mut seen = Vec::new();
         assert!(visit_strings(&encode(&value), &mut |s| seen.push(s.to_owned())));
-        assert_eq!(seen, ["type", "chat", "body", "<script>", "raw", "bin text"]);
+        assert_eq!(
+            seen,
+            ["type", "chat", "body", "<script>", "raw", "bin text"]
+        );
     }
 
     #[test]
@@ -66,7 +72,10 @@ mod tests {
         bytes.pop();
         assert!(!visit_strings(&bytes, &mut |_| {}));
         assert!(!visit_strings(b"plain text", &mut |_| {}), "trailing bytes");
-        assert!(!visit_strings(&[0x92, 0x01], &mut |_| {}), "array of two with one element");
+        assert!(
+            !visit_strings(&[0x92, 0x01], &mut |_| {}),
+            "array of two with one element"
+        );
         assert!(!visit_strings(&[], &mut |_| {}));
         // An array header claiming 2^32-1 elements with no data must fail fast, not allocate.
         assert!(!visit_strings(&[0xdd, 0xff, 0xff, 0xff, 0xff], &mut |_| {}));

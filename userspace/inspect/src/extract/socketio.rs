@@ -26,7 +26,10 @@ pub fn parse(text: &str) -> Option<Packet<'_>> {
     let mut pos = 2;
     let mut attachments = 0;
     if kind == BINARY_EVENT || kind == BINARY_ACK {
-        let digits = bytes[pos..].iter().take_while(|b| b.is_ascii_digit()).count();
+        let digits = bytes[pos..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
         if digits == 0 || bytes.get(pos + digits) != Some(&b'-') {
             return None;
         }
@@ -42,7 +45,10 @@ pub fn parse(text: &str) -> Option<Packet<'_>> {
         namespace = Some(&text[pos..end]);
         pos = (end + 1).min(text.len());
     }
-    pos += bytes[pos..].iter().take_while(|b| b.is_ascii_digit()).count();
+    pos += bytes[pos..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
     let payload = &text[pos..];
     if !(payload.is_empty() || payload.starts_with('[') || payload.starts_with('{')) {
         return None;
@@ -62,18 +68,29 @@ mod tests {
     fn event_namespace_ack_and_binary() {
         assert_eq!(
             parse(r#"42["chat","hi"]"#),
-            Some(Packet { namespace: None, attachments: 0, payload: r#"["chat","hi"]"# })
+            Some(Packet {
+                namespace: None,
+                attachments: 0,
+                payload: r#"["chat","hi"]"#
+            })
         );
         assert_eq!(
             parse(r#"42/ns,17["ev",1]"#),
-            Some(Packet { namespace: Some("/ns"), attachments: 0, payload: r#"["ev",1]"# })
+            Some(Packet {
+                namespace: Some("/ns"),
+                attachments: 0,
+                payload: r#"["ev",1]"#
+            })
         );
         assert_eq!(
             parse(r#"451-["upload",{"_placeholder":true,"num":0}]"#).map(|p| p.attachments),
             Some(1)
         );
         assert_eq!(parse("40/admin").map(|p| p.namespace), Some(Some("/admin")));
-        assert_eq!(parse("4599999999999-[]").map(|p| p.attachments), Some(MAX_ATTACHMENTS));
+        assert_eq!(
+            parse("4599999999999-[]").map(|p| p.attachments),
+            Some(MAX_ATTACHMENTS)
+        );
     }
 
     #[test]

@@ -1,18 +1,35 @@
 //! Confirmation of XSS candidates: is the hit inside an HTML tag, an attribute the input broke
 //! into, or a script context, and does it carry script?
 
-/// The match sits inside an open tag: `<name ...` with no `>` since.
+/// The match sits inside an open tag: `<name ...` with no `>` since, except inside quoted
+/// attribute values (`<x a=">" onclick=...`).
 fn inside_tag(text: &str, start: usize) -> bool {
     let before = &text.as_bytes()[..start];
-    let Some(open) = memchr::memrchr(b'<', before) else {
-        return false;
-    };
-    if memchr::memchr(b'>', &before[open..]).is_some() {
-        return false;
+    let mut search_end = before.len();
+    while let Some(open) = memchr::memrchr(b'<', &before[..search_end]) {
+        let opens_tag = before
+            .get(open + 1)
+            .is_some_and(|&c| c.is_ascii_alphabetic() || matches!(c, b'/' | b'!' | b'?'));
+        if opens_tag && !closed_outside_quotes(&before[open..]) {
+            return true;
+        }
+        search_end = open;
     }
-    before
-        .get(open + 1)
-        .is_some_and(|&c| c.is_ascii_alphabetic() || matches!(c, b'/' | b'!' | b'?'))
+    false
+}
+
+/// Whether a `>` outside quotes ends the tag that `tag` starts.
+fn closed_outside_quotes(tag: &[u8]) -> bool {
+    let mut quote = None;
+    for &b in tag {
+        match (quote, b) {
+            (None, b'"' | b'\'' | b'`') => quote = Some(b),
+            (Some(q), _) if b == q => quote = None,
+            (None, b'>') => return true,
+            _ => {}
+        }
+    }
+    false
 }
 
 /// `value` starts like script: a call, a tagged template, member access or a script URI.
@@ -25,9 +42,10 @@ fn looks_like_script(value: &str) -> bool {
     window.windows(2).any(|pair| {
         let ident = pair[0].is_ascii_alphanumeric() || matches!(pair[0], b'_' | b'$' | b']' | b')');
         ident && matches!(pair[1], b'(' | b'`')
-    }) || window.windows(3).any(|w| {
-        w[0].is_ascii_alphanumeric() && w[1] == b'.' && w[2].is_ascii_alphabetic()
-    }) || window.windows(2).any(|w| w == b"=>")
+    }) || window
+        .windows(3)
+        .any(|w| w[0].is_ascii_alphanumeric() && w[1] == b'.' && w[2].is_ascii_alphabetic())
+        || window.windows(2).any(|w| w == b"=>")
 }
 
 /// `on<event>=`: confirmed inside a tag, or when it follows a quote/space/slash (attribute
@@ -37,8 +55,12 @@ pub fn event_handler(text: &str, start: usize, end: usize) -> bool {
         return true;
     }
     let before = text[..start].chars().next_back();
-    let attribute_position = before.is_none_or(|c| matches!(c, ' ' | '"' | '\'' | '`' | '/' | ';' | ','));
-    attribute_position && looks_like_script(&text[end..])
+    let attribute_position =
+        before.is_none_or(|c| matches!(c, ' ' | '"' | '\'' | '`' | '/' | ';' | ','));
+    // A quote shortly before means the input closed an attribute value and added its own.
+    let window = &text.as_bytes()[start.saturating_sub(64)..start];
+    let broke_out = window.iter().any(|&b| matches!(b, b'"' | b'\'' | b'`'));
+    attribute_position && (broke_out || looks_like_script(&text[end..]))
 }
 
 /// `javascript:` / `vbscript:` URIs; "I like javascript: it is fun" passes.
@@ -57,7 +79,29 @@ pub fn script_uri(text: &str, start: usize, end: usize) -> bool {
 
 /// JS punctuation that puts the following identifier in script context.
 fn script_punctuation(c: char) -> bool {
-    matches!(c, ';' | '\'' | '"' | '`' | '(' | '+' | '-' | '=' | ':' | '{' | '}' | '>' | ',' | '|' | '&' | '!' | '*' | '/' | '[' | '?' | '\\')
+    matches!(
+        c,
+        ';' | '\''
+            | '"'
+            | '`'
+            | '('
+            | '+'
+            | '-'
+            | '='
+            | ':'
+            | '{'
+            | '}'
+            | '>'
+            | ','
+            | '|'
+            | '&'
+            | '!'
+            | '*'
+            | '/'
+            | '['
+            | '?'
+            | '\\'
+    )
 }
 
 /// `alert(1)`, `prompt\`1\``, `eval(...)`, `'-confirm(document.domain)-'`.
@@ -110,6 +154,12 @@ mod tests {
         let t = "set online= true";
         let (s, e) = span(t, "online=");
         assert!(!event_handler(t, s, e));
+        let t = "<x 1=\">\" onxxx=1";
+        let (s, e) = span(t, "onxxx=");
+        assert!(event_handler(t, s, e), "a quoted > does not close the tag");
+        let t = "<b>bold</b> turn onwards= no";
+        let (s, e) = span(t, "onwards=");
+        assert!(!event_handler(t, s, e));
     }
 
     #[test]
@@ -127,11 +177,19 @@ mod tests {
 
     #[test]
     fn sinks() {
-        for (t, needle) in [("alert(1)", "alert("), ("';alert(String.fromCharCode(88))//", "alert("), ("prompt`1`", "prompt`"), ("x=eval(name)", "eval(")] {
+        for (t, needle) in [
+            ("alert(1)", "alert("),
+            ("';alert(String.fromCharCode(88))//", "alert("),
+            ("prompt`1`", "prompt`"),
+            ("x=eval(name)", "eval("),
+        ] {
             let (s, e) = span(t, needle);
             assert!(script_sink(t, s, e), "{t}");
         }
-        for (t, needle) in [("I can confirm(ed)", "confirm("), ("please confirm (2 people)", "confirm (")] {
+        for (t, needle) in [
+            ("I can confirm(ed)", "confirm("),
+            ("please confirm (2 people)", "confirm ("),
+        ] {
             let (s, e) = span(t, needle);
             assert!(!script_sink(t, s, e), "{t}");
         }

@@ -84,12 +84,14 @@ pub enum Confirm {
     SelectFrom,
     OrderBy,
     SqlEvidence,
+    SqlShape,
+    SelectFunction,
     ShellCommand,
 }
 
 impl Confirm {
-    /// Runs the confirmer on a match `[start, end)` of `text`.
-    pub fn check(self, text: &str, start: usize, end: usize) -> bool {
+    /// Runs the confirmer on a match `[start, end)` of `text`, a segment holding `view`.
+    pub fn check(self, text: &str, start: usize, end: usize, view: View) -> bool {
         match self {
             Confirm::None => true,
             Confirm::EventHandler => html::event_handler(text, start, end),
@@ -104,7 +106,9 @@ impl Confirm {
             Confirm::SelectFrom => sql::select_from(text, start, end),
             Confirm::OrderBy => sql::order_by(text, start, end),
             Confirm::SqlEvidence => sql::sql_evidence(text, start, end),
-            Confirm::ShellCommand => shell::chained_command(text, start, end),
+            Confirm::ShellCommand => shell::chained_command(text, start, end, view),
+            Confirm::SqlShape => sql::sql_shape(text, start, end),
+            Confirm::SelectFunction => sql::select_function(text, start, end),
         }
     }
 }
@@ -120,7 +124,13 @@ pub struct Rule {
     pub views: Views,
 }
 
-const fn rule(id: &'static str, family: Family, expression: &'static str, confirm: Confirm, views: Views) -> Rule {
+const fn rule(
+    id: &'static str,
+    family: Family,
+    expression: &'static str,
+    confirm: Confirm,
+    views: Views,
+) -> Rule {
     Rule {
         id,
         family,
@@ -136,7 +146,7 @@ use Family::{CmdInjection as Cmd, Sqli, Xss};
 /// Shell commands the command-injection candidates look for after a separator.
 macro_rules! commands {
     () => {
-        "(?:whoami|uname|ifconfig|ipconfig|systeminfo|sysinfo|netstat|nslookup|wget|curl|ncat|netcat|nc|bash|sh|zsh|ksh|csh|tcsh|dash|powershell|pwsh|cmd|python[23]?|perl|php|ruby|lua|node|passwd|tasklist|taskkill|certutil|bitsadmin|xterm|mkfifo|mknod|socat|chmod|chown|crontab|wmic|useradd|usermod|nohup|xargs|printenv|lsof|traceroute|tracert|nbtstat|schtasks|icacls|cacls|findstr|sudo|telnet|tftp|hostname|uptime|gawk|awk|egrep|base64|pkill|killall|rmdir|chattr|iptables|id|ls|dir|cat|tac|type|echo|printf|sleep|usleep|ping|pwd|ps|kill|rm|mv|cp|touch|find|grep|net|env|set|time|more|less|head|tail|which|wc|nl|od|xxd|strings|dd|tar|unzip|reg|sc|shutdown|reboot|mount|df|du|who|last|route|arp|dig|host|java|exec|su|vi|vim|timeout|del|copy|ver|vol|tree|attrib|systemctl|service|openssl|gcc|git|choice)"
+        "(?:whoami|uname|ifconfig|ipconfig|systeminfo|sysinfo|netstat|nslookup|wget|curl|ncat|netcat|nc|bash|sh|zsh|ksh|csh|tcsh|dash|powershell|pwsh|cmd|python[23]?|perl|php|ruby|lua|node|passwd|tasklist|taskkill|certutil|bitsadmin|xterm|mkfifo|mknod|socat|chmod|chown|crontab|wmic|useradd|usermod|nohup|xargs|printenv|lsof|traceroute|tracert|nbtstat|schtasks|icacls|cacls|findstr|sudo|telnet|tftp|hostname|uptime|gawk|awk|egrep|base64|pkill|killall|rmdir|chattr|iptables|netsh|id|ls|dir|cat|tac|type|echo|printf|sleep|usleep|ping|pwd|ps|kill|rm|mv|cp|touch|find|grep|net|env|set|time|more|less|head|tail|which|wc|nl|od|xxd|strings|dd|tar|unzip|reg|sc|shutdown|reboot|mount|df|du|who|last|route|arp|dig|host|exec|su|vi|vim|timeout|del|copy|ver|vol|tree|attrib|systemctl|service|openssl|gcc|git|choice)"
     };
 }
 
@@ -151,15 +161,45 @@ pub const BUILTIN: &[Rule] = &[
         C::None,
         MARKUP,
     ),
-    rule("xss.base-tag", Xss, r"<base\b[^>\n]*\bhref ?=", C::None, MARKUP),
-    rule("xss.meta-tag", Xss, r"<meta\b[^>\n]*\b(?:http-equiv|content|url|charset) ?=", C::None, MARKUP),
-    rule("xss.link-tag", Xss, r"<link\b[^>\n]*\b(?:href|rel|import) ?=", C::None, MARKUP),
-    rule("xss.math-tag", Xss, r"<math\b[^>\n]*\b(?:href|xlink)", C::None, MARKUP),
-    rule("xss.event-handler", Xss, r"\bon[a-z]{3,40} ?=", C::EventHandler, MARKUP),
+    rule(
+        "xss.base-tag",
+        Xss,
+        r"<base\b[^>\n]*\bhref ?=",
+        C::None,
+        MARKUP,
+    ),
+    rule(
+        "xss.meta-tag",
+        Xss,
+        r"<meta\b[^>\n]*\b(?:http-equiv|content|url|charset) ?=",
+        C::None,
+        MARKUP,
+    ),
+    rule(
+        "xss.link-tag",
+        Xss,
+        r"<link\b[^>\n]*\b(?:href|rel|import) ?=",
+        C::None,
+        MARKUP,
+    ),
+    rule(
+        "xss.math-tag",
+        Xss,
+        r"<math\b[^>\n]*\b(?:href|xlink)",
+        C::None,
+        MARKUP,
+    ),
+    rule(
+        "xss.event-handler",
+        Xss,
+        r"\bon[a-z]{3,40} ?=",
+        C::EventHandler,
+        MARKUP,
+    ),
     rule(
         "xss.script-uri",
         Xss,
-        r"\b(?:j ?a ?v ?a|v ?b|l ?i ?v ?e) ?s ?c ?r ?i ?p ?t ?:",
+        r"\b(?:(?:j ?a ?v ?a|v ?b|l ?i ?v ?e) ?s ?c ?r ?i ?p ?t|m ?o ?c ?h ?a) ?:",
         C::ScriptUri,
         MARKUP,
     ),
@@ -171,6 +211,42 @@ pub const BUILTIN: &[Rule] = &[
         MARKUP,
     ),
     rule("xss.srcdoc", Xss, r"\bsrcdoc ?=", C::None, MARKUP),
+    rule(
+        "xss.xlink-href",
+        Xss,
+        r"\bxlink ?: ?href ?=",
+        C::None,
+        MARKUP,
+    ),
+    rule(
+        "xss.flash-script-access",
+        Xss,
+        r"\ballowscriptaccess ?= ?['\x22]? ?always",
+        C::None,
+        MARKUP,
+    ),
+    rule(
+        "xss.html-import",
+        Xss,
+        r"<\?(?:import|xml-stylesheet)\b",
+        C::None,
+        MARKUP,
+    ),
+    rule("xss.js-entity", Xss, r"&\{[^}\n]{0,80}\}", C::None, MARKUP),
+    rule(
+        "xss.sink-reference",
+        Xss,
+        r"(?:\( ?(?:alert|prompt|confirm|eval) ?\) ?[(\x60]|\.\w+ ?\( ?(?:alert|prompt|confirm|eval) ?\)|= ?(?:alert|prompt|confirm|eval) ?[;,]|\[ ?['\x22\x60](?:alert|prompt|confirm|eval)['\x22\x60] ?\]|/[\w$]+/ ?\. ?source\b|\bfunction ?(?:\( ?['\x22\x60]|\x60)|\bnew function\b)",
+        C::None,
+        MARKUP,
+    ),
+    rule(
+        "xss.function-literal",
+        Xss,
+        r"\bfunction ?[\w$]* ?\([\w$, ]{0,60}\) ?\{",
+        C::None,
+        MARKUP,
+    ),
     rule(
         "xss.css-expression",
         Xss,
@@ -200,7 +276,13 @@ pub const BUILTIN: &[Rule] = &[
         MARKUP,
     ),
     // --- SQL injection -------------------------------------------------------------------
-    rule("sqli.union-select", Sqli, r"\bunion(?: (?:all|distinct))? ?\(* ?select", C::UnionSelect, MARKUP),
+    rule(
+        "sqli.union-select",
+        Sqli,
+        r"\bunion(?: (?:all|distinct))? ?\(* ?select",
+        C::UnionSelect,
+        MARKUP,
+    ),
     rule(
         "sqli.tautology",
         Sqli,
@@ -218,15 +300,21 @@ pub const BUILTIN: &[Rule] = &[
     rule(
         "sqli.boolean-tail",
         Sqli,
-        r"['\x22\x60)] ?(?:\b(?:or|and|xor)\b|\|\||&&) ?\(* ?(?:[0-9]+|true|false|null|'[^'\n]*'|\x22[^\x22\n]*\x22) ?\)* ?(?:--|#|/\*|;|$)",
+        r"['\x22\x60)] ?(?:\b(?:or|and|xor)\b|\|\||&&) ?\(* ?(?:[0-9]+|true|false|null|'[^'\n ]*'|\x22[^\x22\n ]*\x22) ?\)* ?(?:--|#|/\*|;|$)",
         C::None,
         MARKUP,
     ),
-    rule("sqli.quote-comment", Sqli, r"['\x22\x60] ?\)* ?(?:--|#|/\*)", C::QuoteComment, MARKUP),
+    rule(
+        "sqli.quote-comment",
+        Sqli,
+        r"['\x22\x60] ?\)* ?;? ?(?:--|#|/\*)",
+        C::QuoteComment,
+        MARKUP,
+    ),
     rule(
         "sqli.stacked-query",
         Sqli,
-        r"; ?(?:drop|insert|update|delete|select|exec|execute|declare|shutdown|create|alter|truncate|waitfor|grant|revoke|set|if|begin|union)\b",
+        r"; ?(?:drop|insert|update|delete|select|exec|execute|declare|shutdown|create|alter|truncate|waitfor|grant|revoke|set|if|begin|union|desc|describe|show)\b",
         C::StackedQuery,
         MARKUP,
     ),
@@ -244,7 +332,13 @@ pub const BUILTIN: &[Rule] = &[
         C::None,
         MARKUP,
     ),
-    rule("sqli.select-from", Sqli, r"\bselect\b[^\n]*\bfrom\b", C::SelectFrom, MARKUP),
+    rule(
+        "sqli.select-from",
+        Sqli,
+        r"\bselect\b[^\n]*\bfrom\b",
+        C::SelectFrom,
+        MARKUP,
+    ),
     rule(
         "sqli.time-delay",
         Sqli,
@@ -262,14 +356,14 @@ pub const BUILTIN: &[Rule] = &[
     rule(
         "sqli.system-variable",
         Sqli,
-        r"@@(?:version|datadir|hostname|basedir|servername|tmpdir|language|spid|identity|global|session|port|innodb)",
+        r"@@(?:version|datadir|hostname|basedir|servername|tmpdir|language|spid|identity|global|session|port|innodb|microsoftversion|max_connections|character_set)",
         C::None,
         MARKUP,
     ),
     rule(
         "sqli.mssql-procedure",
         Sqli,
-        r"\b(?:xp_cmdshell|xp_regread|xp_regwrite|xp_dirtree|xp_fileexist|xp_servicecontrol|xp_availablemedia|sp_oacreate|sp_oamethod|sp_executesql|sp_makewebtask|sp_addlogin|sp_addsrvrolemember|sp_configure|sp_password|opendatasource|openrowset|openquery)\b",
+        r"\b(?:xp_cmdshell|xp_regread|xp_regwrite|xp_dirtree|xp_fileexist|xp_servicecontrol|xp_availablemedia|sp_oacreate|sp_oamethod|sp_executesql|sp_makewebtask|sp_addlogin|sp_addsrvrolemember|sp_configure|sp_password|opendatasource|openrowset|openquery)\b|\bexec(?:ute)? (?:master ?\. ?\.)?(?:sp|xp)_\w",
         C::None,
         MARKUP,
     ),
@@ -283,7 +377,7 @@ pub const BUILTIN: &[Rule] = &[
     rule(
         "sqli.database-package",
         Sqli,
-        r"\b(?:utl_inaddr|utl_http|dbms_xmlgen|dbms_xmlquery|dbms_java|dbms_export_extension|dbms_utility|dbms_sql|ctxsys\.\w|sys\.dbms_\w)",
+        r"\b(?:utl_inaddr|utl_http|dbms_[a-z_]+ ?\.|ctxsys\.\w|sys\.dbms_\w)",
         C::None,
         MARKUP,
     ),
@@ -308,12 +402,58 @@ pub const BUILTIN: &[Rule] = &[
         C::SqlEvidence,
         MARKUP,
     ),
-    rule("sqli.order-by", Sqli, r"\b(?:order|group) by ?[0-9]+\b", C::OrderBy, MARKUP),
+    rule(
+        "sqli.order-by",
+        Sqli,
+        r"\b(?:order|group) by ?[0-9]+\b",
+        C::OrderBy,
+        MARKUP,
+    ),
+    rule(
+        "sqli.comment-terminated",
+        Sqli,
+        r"(?:[)'\x22\x60@]|\b\w+) ?(?:--|#|/\*)[^\n]*$",
+        C::SqlShape,
+        MARKUP,
+    ),
+    rule(
+        "sqli.quote-operator",
+        Sqli,
+        r"(?:['\x22\x60] ?(?:(?:or|and|xor|not|like|rlike|regexp|div|is|in|between|union|having|sounds|collate|escape|limit|procedure|into|order|group)\b|\|\||&&)|\b(?:or|and|xor|not|like|rlike|regexp|div|is|between|sounds|collate|escape|having) ?['\x22\x60])",
+        C::SqlShape,
+        MARKUP,
+    ),
+    rule(
+        "sqli.quote-comparison",
+        Sqli,
+        r"['\x22\x60] ?[-+*/%^|&!=<>]{1,3} ?[(!+-]* ?[\w'\x22\x60@(]",
+        C::SqlShape,
+        MARKUP,
+    ),
+    rule("sqli.subquery", Sqli, r"\( ?select\b", C::SqlShape, MARKUP),
+    rule(
+        "sqli.select-function",
+        Sqli,
+        r"\bselect ?\(* ?[a-z_][\w.]* ?\(",
+        C::SelectFunction,
+        MARKUP,
+    ),
+    rule(
+        "sqli.boolean-literal",
+        Sqli,
+        r"(?:\b(?:or|and|xor)\b|\|\||&&) ?\(* ?(?:true|false|null|exists|not|[0-9]+)\b",
+        C::SqlShape,
+        MARKUP,
+    ),
     // --- Command injection ---------------------------------------------------------------
     rule(
         "cmdi.chained-command",
         Cmd,
-        concat!(r"(?:^|[;&|\x60'\x22()]|\$\() ?(?:[\w.~-]*/)?", commands!(), r"\b"),
+        concat!(
+            r"(?:^|[;&|\x60'\x22()@]|\$\() ?(?:[\w.~-]*/)?",
+            commands!(),
+            r"\b"
+        ),
         C::ShellCommand,
         SHELL,
     ),
@@ -324,8 +464,27 @@ pub const BUILTIN: &[Rule] = &[
         C::None,
         SHELL_LITERAL,
     ),
-    rule("cmdi.ifs", Cmd, r"\$(?:\{ ?ifs ?\}|ifs\b)", C::None, SHELL_LITERAL),
-    rule("cmdi.dev-tcp", Cmd, r"(?:/dev/(?:tcp|udp)/|>& ?/dev/|\bexec [0-9]*<>|[0-9]<& ?[0-9]+)", C::None, SHELL),
+    rule(
+        "cmdi.ifs",
+        Cmd,
+        r"\$(?:\{ ?ifs ?\}|ifs\b|\{ ?\w+ ?:[0-9 -]+(?::[0-9 ]+)?\})",
+        C::None,
+        SHELL_LITERAL,
+    ),
+    rule(
+        "cmdi.inline-substitution",
+        Cmd,
+        r"(?:[a-z]\$\([^)\n]*\)[a-z]|[a-z]\x60[^\x60\n]*\x60[a-z]|[;&|\x60] ?\$\{?[a-z_][a-z0-9_]*\}? ?(?:$|[;&|\x60]))",
+        C::None,
+        SHELL_LITERAL,
+    ),
+    rule(
+        "cmdi.dev-tcp",
+        Cmd,
+        r"(?:/dev/(?:tcp|udp)/|>& ?/dev/|\bexec [0-9]*<>|[0-9]<& ?[0-9]+)",
+        C::None,
+        SHELL,
+    ),
     rule(
         "cmdi.interactive-shell",
         Cmd,
@@ -343,21 +502,45 @@ pub const BUILTIN: &[Rule] = &[
     rule(
         "cmdi.sensitive-file",
         Cmd,
-        r"(?:/etc/(?:passwd|shadow|group|hosts|issue|sudoers|crontab|hostname|resolv\.conf|motd|fstab|master\.passwd)\b|/proc/self/(?:environ|cmdline|fd|maps|exe|status)\b|\bc: ?[\\/]+windows[\\/]+(?:system32|win\.ini|repair|system\.ini|panther)|\b(?:win|boot|system)\.ini\b)",
+        r"(?:/etc/(?:passwd|shadow|group|hosts|issue|sudoers|crontab|hostname|resolv\.conf|motd|fstab|master\.passwd)\b|/proc/self/(?:environ|cmdline|fd|maps|exe|status)\b|\bc: ?[\\/]+windows[\\/]+(?:system32|win\.ini|repair|system\.ini|panther)|\b(?:win|boot|system)\.ini\b|%(?:systemroot|windir|comspec)%|[\\/]repair[\\/](?:sam|system|security)\b)",
         C::None,
         SHELL,
     ),
     rule(
         "cmdi.code-exec",
         Cmd,
-        r"(?:\b(?:system|exec|shell_exec|passthru|popen|proc_open|pcntl_exec|spawn|execsync|spawnsync|os\.system|os\.popen|subprocess\.(?:call|run|popen|check_output)|process\.start|child_process\.exec) ?\( ?['\x22\x60$]|\bruntime\.getruntime ?\( ?\) ?\.exec\b)",
+        r"(?:\b(?:system|exec|shell_exec|passthru|popen|proc_open|pcntl_exec|spawn|execsync|spawnsync|os\.system|os\.popen|subprocess\.(?:call|run|popen|check_output)|process\.start|child_process\.exec) ?\( ?['\x22\x60$]|\bruntime\.getruntime ?\( ?\) ?\.exec\b|\bphpinfo ?\( ?\))",
         C::None,
         SHELL,
     ),
-    rule("cmdi.interpreter-eval", Cmd, r"\b(?:perl|python[23]?|ruby|php|node|lua) -[a-z]*[ecr] ?['\x22]", C::None, SHELL),
-    rule("cmdi.shellshock", Cmd, r"\(\) ?\{ ?[^}\n]{0,20}\} ?;", C::None, SHELL),
-    rule("cmdi.ssi", Cmd, r"<!--# ?(?:exec|include|echo|printenv|config|fsize|flastmod|set)\b", C::None, SHELL),
-    rule("cmdi.system-binary", Cmd, r"(?:^|[^\w.])/(?:usr/)?(?:local/)?s?bin/[a-z]", C::None, SHELL),
+    rule(
+        "cmdi.interpreter-eval",
+        Cmd,
+        r"\b(?:perl|python[23]?|ruby|php|node|lua) -[a-z]*[ecr] ?['\x22]",
+        C::None,
+        SHELL,
+    ),
+    rule(
+        "cmdi.shellshock",
+        Cmd,
+        r"\(\) ?\{ ?[^}\n]{0,20}\} ?;",
+        C::None,
+        SHELL,
+    ),
+    rule(
+        "cmdi.ssi",
+        Cmd,
+        r"<!--# ?(?:exec|include|echo|printenv|config|fsize|flastmod|set)\b",
+        C::None,
+        SHELL,
+    ),
+    rule(
+        "cmdi.system-binary",
+        Cmd,
+        r"(?:^|[^\w.])/+(?:usr/+)?(?:local/+)?s?bin/+[a-z]",
+        C::None,
+        SHELL,
+    ),
     rule(
         "cmdi.windows-command",
         Cmd,
@@ -377,14 +560,20 @@ mod tests {
         let mut seen = HashSet::new();
         for rule in BUILTIN {
             assert!(seen.insert(rule.id), "duplicate {}", rule.id);
-            assert!(rule.id.starts_with("xss.") || rule.id.starts_with("sqli.") || rule.id.starts_with("cmdi."));
+            assert!(
+                rule.id.starts_with("xss.")
+                    || rule.id.starts_with("sqli.")
+                    || rule.id.starts_with("cmdi.")
+            );
         }
     }
 
     #[test]
     fn expressions_also_compile_as_regex_crate_patterns() {
         for rule in BUILTIN {
-            regex_syntax::Parser::new().parse(rule.expression).unwrap_or_else(|e| panic!("{}: {e}", rule.id));
+            regex_syntax::Parser::new()
+                .parse(rule.expression)
+                .unwrap_or_else(|e| panic!("{}: {e}", rule.id));
         }
     }
 }

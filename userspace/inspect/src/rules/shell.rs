@@ -2,16 +2,69 @@
 //! introduces the command, how unambiguous the command name is, and whether its arguments have
 //! shell shape (flags, paths, addresses, redirections) rather than English words.
 
+use super::View;
+
 /// Commands that are almost never English words: any separator before them is enough.
 const UNAMBIGUOUS: &[&str] = &[
-    "whoami", "uname", "ifconfig", "ipconfig", "systeminfo", "sysinfo", "netstat", "nslookup",
-    "wget", "curl", "ncat", "netcat", "nc", "bash", "sh", "zsh", "ksh", "csh", "tcsh",
-    "powershell", "pwsh", "passwd",
-    "tasklist", "taskkill", "certutil", "bitsadmin", "xterm", "mkfifo", "mknod", "socat",
-    "chmod", "chown", "crontab", "wmic", "useradd", "usermod", "nohup", "xargs", "printenv",
-    "ipconfig.exe", "cmd.exe", "whoami.exe", "lsof", "traceroute", "tracert", "nbtstat",
-    "schtasks", "icacls", "cacls", "findstr", "telnet", "tftp", "gawk", "egrep", "base64",
-    "pkill", "killall", "rmdir", "chattr", "iptables",
+    "whoami",
+    "uname",
+    "ifconfig",
+    "ipconfig",
+    "systeminfo",
+    "sysinfo",
+    "netstat",
+    "nslookup",
+    "wget",
+    "curl",
+    "ncat",
+    "netcat",
+    "bash",
+    "zsh",
+    "ksh",
+    "csh",
+    "tcsh",
+    "powershell",
+    "pwsh",
+    "passwd",
+    "tasklist",
+    "taskkill",
+    "certutil",
+    "bitsadmin",
+    "xterm",
+    "mkfifo",
+    "mknod",
+    "socat",
+    "chmod",
+    "chown",
+    "crontab",
+    "wmic",
+    "useradd",
+    "usermod",
+    "nohup",
+    "xargs",
+    "printenv",
+    "ipconfig.exe",
+    "cmd.exe",
+    "whoami.exe",
+    "lsof",
+    "traceroute",
+    "tracert",
+    "nbtstat",
+    "schtasks",
+    "icacls",
+    "cacls",
+    "findstr",
+    "telnet",
+    "tftp",
+    "gawk",
+    "egrep",
+    "base64",
+    "pkill",
+    "killall",
+    "rmdir",
+    "chattr",
+    "iptables",
+    "netsh",
 ];
 
 /// Commands whose arguments carry a number (delays, counts).
@@ -27,18 +80,50 @@ enum Separator {
     Start,
 }
 
-/// Arguments that only make sense to a shell.
-fn shell_shaped(command: &str, args: &str) -> bool {
-    let args = args.trim_start();
-    let Some(first) = args.split([' ', ';', '|', '&', '`', ')']).next() else {
-        return true;
-    };
-    if first.is_empty() {
-        return true;
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Shape {
+    /// English-looking arguments.
+    Words,
+    /// Nothing, or another separator right away (`; id;`).
+    Empty,
+    /// Flags, paths, addresses, redirections, delays.
+    Shell,
+}
+
+/// How much the arguments look like a shell's; `None` if the word is not a command at all
+/// (`curl/7.31`, `ls.txt`).
+fn argument_shape(command: &str, args: &str) -> Option<Shape> {
+    let args = args.strip_prefix(".exe").unwrap_or(args);
+    if args.chars().next().is_some_and(|c| {
+        !matches!(
+            c,
+            ' ' | '\n' | ';' | '|' | '&' | '`' | ')' | '>' | '<' | '\'' | '"'
+        )
+    }) {
+        return None;
     }
+    // A line break ends the command in the lines view.
+    let args = args.split('\n').next().unwrap_or("").trim_start();
+    let first = args
+        .split([' ', ';', '|', '&', '`', ')'])
+        .next()
+        .unwrap_or("");
+    if first.is_empty() {
+        return Some(Shape::Empty);
+    }
+    Some(if shell_shaped(command, first, args) {
+        Shape::Shell
+    } else {
+        Shape::Words
+    })
+}
+
+fn shell_shaped(command: &str, first: &str, args: &str) -> bool {
     let b = first.as_bytes();
-    if matches!(b[0], b'-' | b'/' | b'\\' | b'~' | b'>' | b'<' | b'$' | b'*' | b'%' | b'`')
-        || first.starts_with("./")
+    if matches!(
+        b[0],
+        b'-' | b'/' | b'\\' | b'~' | b'>' | b'<' | b'$' | b'*' | b'%' | b'`'
+    ) || first.starts_with("./")
         || first.starts_with("../")
         || first.contains("://")
         || first.contains("/")
@@ -57,6 +142,9 @@ fn shell_shaped(command: &str, args: &str) -> bool {
 }
 
 fn separator_at(text: &str, start: usize) -> (Separator, usize) {
+    if start > 0 && text.as_bytes()[start - 1] == b'\n' {
+        return (Separator::Shell, start);
+    }
     let rest = &text[start..];
     let first = rest.as_bytes().first().copied().unwrap_or(b' ');
     let kind = match first {
@@ -73,8 +161,15 @@ fn separator_at(text: &str, start: usize) -> (Separator, usize) {
 }
 
 /// A command after a separator: `; cat /etc/passwd`, `| id`, `" whoami`, `a);ls -la`.
-pub fn chained_command(text: &str, start: usize, end: usize) -> bool {
-    let (separator, command_start) = separator_at(text, start);
+/// In the shell view, where quote/backslash tricks were removed, a command word that needed
+/// them is suspicious even at the start of the message; in the lines view every line start
+/// separates commands.
+pub fn chained_command(text: &str, start: usize, end: usize, view: View) -> bool {
+    let deobfuscated = view == View::Shell;
+    let (mut separator, command_start) = separator_at(text, start);
+    if view == View::Lines && separator == Separator::Start {
+        separator = Separator::Shell;
+    }
     let command_path = &text[command_start.min(end)..end];
     let command = command_path
         .rsplit(['/', '\\'])
@@ -82,23 +177,28 @@ pub fn chained_command(text: &str, start: usize, end: usize) -> bool {
         .unwrap_or(command_path)
         .to_ascii_lowercase();
     let absolute = command_path.contains('/') || command_path.contains('\\');
-    let args = &text[end..];
-    let shaped = shell_shaped(&command, args);
+    let Some(shape) = argument_shape(&command, &text[end..]) else {
+        return false;
+    };
     let unambiguous = UNAMBIGUOUS.contains(&command.as_str()) || absolute;
     match separator {
-        Separator::Shell => unambiguous || shaped,
-        Separator::Quote => unambiguous || (shaped && !args.trim().is_empty()),
-        Separator::Start => (unambiguous || absolute) && shaped && !args.trim().is_empty(),
+        Separator::Shell => unambiguous || shape >= Shape::Empty,
+        Separator::Quote => unambiguous || shape == Shape::Shell,
+        Separator::Start if deobfuscated => {
+            (unambiguous && shape >= Shape::Empty) || shape == Shape::Shell
+        }
+        Separator::Start => unambiguous && shape == Shape::Shell,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::chained_command;
+    use crate::rules::View;
 
     fn check(text: &str, sep_at: usize, command: &str) -> bool {
         let end = text.find(command).unwrap() + command.len();
-        chained_command(text, sep_at, end)
+        chained_command(text, sep_at, end, View::Original)
     }
 
     #[test]
@@ -112,6 +212,13 @@ mod tests {
         assert!(check("'ls -la /home'", 0, "ls"));
         assert!(check("wget http://x/y.sh", 0, "wget"));
         assert!(check("|/usr/bin/id|", 0, "/usr/bin/id"));
+        assert!(check("foo\nid", 4, "id"));
+        let obfuscated = "whoami";
+        assert!(chained_command(obfuscated, 0, 6, View::Shell));
+        assert!(!chained_command(obfuscated, 0, 6, View::Original));
+        assert!(chained_command("id\nfoo", 0, 2, View::Lines));
+        assert!(!check("curl/7.31.0-DEV", 0, "curl"));
+        assert!(check("; cmd.exe /c dir", 0, "cmd"));
     }
 
     #[test]

@@ -23,7 +23,8 @@ fn injection_context_before(text: &str, start: usize) -> bool {
         .rfind(|c: char| !(c.is_alphanumeric() || c == '_'))
         .map_or(0, |p| p + 1);
     let word = &before[word_start..];
-    is_keyword(word) || word.chars().any(|c| c.is_ascii_digit())
+    let variable = before[..word_start].ends_with('@');
+    variable || is_keyword(word) || word.chars().any(|c| c.is_ascii_digit())
 }
 
 fn tokens_after(text: &str, end: usize) -> Vec<Token<'_>> {
@@ -43,16 +44,13 @@ fn select_list_strength(after: &[Token<'_>]) -> Strength {
             if is_keyword(first.text) && !first.is_word("from") {
                 return Strength::Strong;
             }
-            if next.is_some_and(|t| t.kind == Kind::LParen) && is_injection_function(first.text) {
-                return Strength::Strong;
-            }
             match next {
-                Some(t) if t.is_word("from") => Strength::Strong,
+                Some(t) if t.kind == Kind::LParen || t.is_word("from") => Strength::Strong,
                 Some(t) if matches!(t.kind, Kind::Comma | Kind::Comment | Kind::Semi) => {
                     Strength::Strong
                 }
-                None => Strength::Weak,
-                _ => Strength::None,
+                Some(t) if t.kind == Kind::Word => Strength::None,
+                _ => Strength::Weak,
             }
         }
         _ => Strength::None,
@@ -117,10 +115,16 @@ fn operand<'a>(tokens: &[Token<'a>], pos: &mut usize) -> Option<Operand<'a>> {
 }
 
 fn is_comparison(t: &Token<'_>) -> bool {
-    (t.kind == Kind::Op && matches!(t.text, "=" | "<" | ">" | "<=" | ">=" | "<>" | "!=" | "<=>" | "==" | "!<" | "!>"))
-        || ["like", "rlike", "regexp", "is", "in", "between", "sounds", "div"]
-            .iter()
-            .any(|w| t.is_word(w))
+    (t.kind == Kind::Op
+        && matches!(
+            t.text,
+            "=" | "<" | ">" | "<=" | ">=" | "<>" | "!=" | "<=>" | "==" | "!<" | "!>"
+        ))
+        || [
+            "like", "rlike", "regexp", "is", "in", "between", "sounds", "div",
+        ]
+        .iter()
+        .any(|w| t.is_word(w))
 }
 
 fn strong_operand(op: &Operand<'_>) -> bool {
@@ -166,7 +170,8 @@ pub fn tautology(text: &str, start: usize, _end: usize) -> bool {
     {
         return true;
     }
-    quote_breakout_before(text, start) && (strong_operand(&lhs) || strong_operand(&rhs))
+    (quote_breakout_before(text, start) && (strong_operand(&lhs) || strong_operand(&rhs)))
+        || sql_shape(text, start, _end)
 }
 
 /// The boolean operator directly follows a quote, digit or paren: the input closed a literal.
@@ -189,6 +194,15 @@ pub fn boolean_function(text: &str, _start: usize, end: usize) -> bool {
     is_unambiguous_function(&head[name_start..])
 }
 
+/// `SELECT version()`, `select current_setting('port')`: a query of an injection function.
+pub fn select_function(text: &str, _start: usize, end: usize) -> bool {
+    let head = text[..end - 1].trim_end_matches(' ');
+    let name_start = head
+        .rfind(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.'))
+        .map_or(0, |p| p + 1);
+    is_injection_function(&head[name_start..])
+}
+
 /// `admin'--`, `1') #`, `x"/*`: a quote that closes the application's literal, then a comment
 /// that cuts the rest of its query.
 pub fn quote_comment(text: &str, start: usize, end: usize) -> bool {
@@ -203,15 +217,35 @@ pub fn quote_comment(text: &str, start: usize, end: usize) -> bool {
         return !rest.contains(|c: char| c.is_alphanumeric());
     }
     if marker.ends_with("--") {
-        return rest.split(' ').filter(|w| w.chars().any(char::is_alphabetic)).count() <= 1;
+        return rest
+            .split(' ')
+            .filter(|w| w.chars().any(char::is_alphabetic))
+            .count()
+            <= 1;
     }
     true
 }
 
 const STATEMENT_TARGETS: &[&str] = &[
-    "table", "database", "schema", "view", "index", "procedure", "proc", "function", "user",
-    "trigger", "column", "login", "role", "sequence", "event", "server", "tablespace",
-    "synonym", "package",
+    "table",
+    "database",
+    "schema",
+    "view",
+    "index",
+    "procedure",
+    "proc",
+    "function",
+    "user",
+    "trigger",
+    "column",
+    "login",
+    "role",
+    "sequence",
+    "event",
+    "server",
+    "tablespace",
+    "synonym",
+    "package",
 ];
 
 /// `; DROP TABLE x`, `; EXEC xp_cmdshell`, `; DECLARE @s`, `; SELECT ...`: a second statement.
@@ -229,18 +263,27 @@ pub fn stacked_query(text: &str, _start: usize, end: usize) -> bool {
 fn statement_follows(keyword: &str, after: &[Token<'_>]) -> bool {
     let first = after.first();
     let second = after.get(1);
-    let ends = |t: Option<&Token<'_>>| t.is_none_or(|t| matches!(t.kind, Kind::Semi | Kind::Comment));
+    let ends =
+        |t: Option<&Token<'_>>| t.is_none_or(|t| matches!(t.kind, Kind::Semi | Kind::Comment));
     match keyword {
         "drop" | "create" | "alter" => {
             first.is_some_and(|t| STATEMENT_TARGETS.iter().any(|w| t.is_word(w)))
+                || (first.is_some_and(|t| t.kind == Kind::Word)
+                    && second.is_some_and(|t| matches!(t.kind, Kind::Comment | Kind::Semi)))
         }
-        "truncate" => first.is_some_and(|t| t.is_word("table")) || (first.is_some_and(|t| t.kind == Kind::Word) && ends(second)),
+        "desc" | "describe" | "show" => first.is_some_and(|t| t.kind == Kind::Word) && ends(second),
+        "truncate" => {
+            first.is_some_and(|t| t.is_word("table"))
+                || (first.is_some_and(|t| t.kind == Kind::Word) && ends(second))
+        }
         "insert" => first.is_some_and(|t| t.is_word("into")),
         "delete" => {
             first.is_some_and(|t| t.is_word("from"))
-                || (first.is_some_and(|t| t.kind == Kind::Word) && second.is_some_and(|t| t.is_word("where")))
+                || second.is_some_and(|t| t.is_word("from") || t.is_word("where"))
         }
-        "update" => first.is_some_and(|t| t.kind == Kind::Word) && second.is_some_and(|t| t.is_word("set")),
+        "update" => {
+            first.is_some_and(|t| t.kind == Kind::Word) && second.is_some_and(|t| t.is_word("set"))
+        }
         "select" => select_list_strength(after) >= Strength::Weak,
         "exec" | "execute" => first.is_some_and(|t| {
             let lower = t.text.to_ascii_lowercase();
@@ -255,13 +298,30 @@ fn statement_follows(keyword: &str, after: &[Token<'_>]) -> bool {
         "shutdown" => ends(first) || first.is_some_and(|t| t.is_word("with")),
         "waitfor" => first.is_some_and(|t| t.is_word("delay") || t.is_word("time")),
         "grant" | "revoke" => first.is_some_and(|t| {
-            ["all", "select", "insert", "update", "delete", "exec", "execute", "dba", "connect"]
-                .iter()
-                .any(|w| t.is_word(w))
+            [
+                "all", "select", "insert", "update", "delete", "exec", "execute", "dba", "connect",
+                "resource",
+            ]
+            .iter()
+            .any(|w| t.is_word(w))
         }),
-        "if" => first.is_some_and(|t| matches!(t.kind, Kind::LParen | Kind::Var) || t.is_word("exists") || t.is_word("not")),
-        "begin" => ends(first) || first.is_some_and(|t| t.is_word("declare") || t.is_word("tran") || t.is_word("transaction")),
-        "union" => select_list_strength(after.get(1..).unwrap_or(&[])) >= Strength::Weak && after.first().is_some_and(|t| t.is_word("select") || t.is_word("all")),
+        "if" => first.is_some_and(|t| {
+            matches!(t.kind, Kind::LParen | Kind::Var | Kind::Num)
+                || t.is_word("exists")
+                || t.is_word("not")
+        }),
+        "begin" => {
+            ends(first)
+                || first.is_some_and(|t| {
+                    t.is_word("declare") || t.is_word("tran") || t.is_word("transaction")
+                })
+        }
+        "union" => {
+            select_list_strength(after.get(1..).unwrap_or(&[])) >= Strength::Weak
+                && after
+                    .first()
+                    .is_some_and(|t| t.is_word("select") || t.is_word("all"))
+        }
         _ => false,
     }
 }
@@ -281,10 +341,18 @@ pub fn statement(text: &str, start: usize, end: usize) -> bool {
         // `drop table <name>` then the end of the statement.
         "drop" | "create" | "alter" | "truncate" => {
             let rest = tokenize(&text[end..], 6);
-            rest.first().is_none_or(|t| {
-                matches!(t.kind, Kind::Semi | Kind::Comment | Kind::Comma | Kind::LParen)
-                    || ["if", "cascade", "purge", "as", "add", "set", "modify"].iter().any(|w| t.is_word(w))
-            })
+            let named = rest
+                .first()
+                .is_some_and(|t| matches!(t.kind, Kind::Word | Kind::Str));
+            named
+                && rest.get(1).is_none_or(|t| {
+                    matches!(
+                        t.kind,
+                        Kind::Semi | Kind::Comment | Kind::Comma | Kind::LParen
+                    ) || ["if", "cascade", "purge", "as", "add", "set", "modify"]
+                        .iter()
+                        .any(|w| t.is_word(w))
+                })
         }
         _ => true,
     }
@@ -319,17 +387,52 @@ pub fn select_from(text: &str, start: usize, _end: usize) -> bool {
     if ENGLISH_AFTER_FROM.iter().any(|w| table.is_word(w)) {
         return false;
     }
+    let clause_or_end = |t: Option<&Token<'_>>| {
+        t.is_none_or(|t| {
+            matches!(
+                t.kind,
+                Kind::Semi | Kind::Comment | Kind::Comma | Kind::RParen
+            )
+        })
+    };
     match tokens.get(from_at + 2) {
         None => true,
+        // `from users u,` / `from users t1)`: a table alias.
+        Some(t)
+            if t.kind == Kind::Word
+                && clause_or_end(tokens.get(from_at + 3))
+                && !ENGLISH_AFTER_FROM.iter().any(|w| t.is_word(w)) =>
+        {
+            true
+        }
         Some(t) => {
-            matches!(t.kind, Kind::Semi | Kind::Comment | Kind::Comma | Kind::RParen | Kind::Op)
-                || [
-                    "where", "limit", "order", "group", "union", "join", "having", "into",
-                    "procedure", "inner", "left", "right", "outer", "natural", "as", "offset",
-                    "for", "with", "and", "or",
-                ]
-                .iter()
-                .any(|w| t.is_word(w))
+            matches!(
+                t.kind,
+                Kind::Semi | Kind::Comment | Kind::Comma | Kind::RParen | Kind::Op | Kind::LParen
+            ) || [
+                "where",
+                "limit",
+                "order",
+                "group",
+                "union",
+                "join",
+                "having",
+                "into",
+                "procedure",
+                "inner",
+                "left",
+                "right",
+                "outer",
+                "natural",
+                "as",
+                "offset",
+                "for",
+                "with",
+                "and",
+                "or",
+            ]
+            .iter()
+            .any(|w| t.is_word(w))
         }
     }
 }
@@ -338,20 +441,49 @@ fn select_list_is_sql(list: &[Token<'_>]) -> bool {
     let mut items = list.split(|t| t.kind == Kind::Comma).peekable();
     let several = list.iter().any(|t| t.kind == Kind::Comma);
     items.all(|item| {
-        let item: Vec<&Token<'_>> = item
-            .iter()
-            .filter(|t| !t.is_word("distinct") && !t.is_word("top") && !t.is_word("all"))
-            .collect();
+        let mut kept: Vec<&Token<'_>> = Vec::new();
+        let mut skip_count = false;
+        for t in item {
+            if skip_count && t.kind == Kind::Num {
+                skip_count = false;
+                continue;
+            }
+            skip_count = t.is_word("top");
+            if skip_count || t.is_word("distinct") || t.is_word("all") {
+                continue;
+            }
+            if matches!(t.kind, Kind::LParen | Kind::RParen) && kept.is_empty() {
+                // Leading parens group the item: `(((1`.
+                continue;
+            }
+            kept.push(t);
+        }
+        while kept.last().is_some_and(|t| t.kind == Kind::RParen) {
+            kept.pop();
+        }
+        let item = kept;
         match item.as_slice() {
             [] => false,
             [t] => {
                 matches!(t.kind, Kind::Num | Kind::Str | Kind::Var)
                     || t.text == "*"
-                    || (t.kind == Kind::Word && (several || t.text.contains('.') || t.text.contains('_') || is_keyword(t.text) || t.text.len() > 1))
+                    || (t.kind == Kind::Word
+                        && (several
+                            || t.text.contains('.')
+                            || t.text.contains('_')
+                            || is_keyword(t.text)
+                            || t.text.len() > 1))
             }
             [name, paren, ..] if name.kind == Kind::Word && paren.kind == Kind::LParen => true,
             [first, ..] if first.kind == Kind::LParen => true,
             [_, as_kw, _] if as_kw.is_word("as") => true,
+            // `1 alias`, `'a' alias`
+            [value, alias]
+                if matches!(value.kind, Kind::Num | Kind::Str | Kind::Var)
+                    && alias.kind == Kind::Word =>
+            {
+                true
+            }
             // `count(*)`-style items were handled above; `a b` is an alias only next to commas.
             [a, b] if several && a.kind == Kind::Word && b.kind == Kind::Word => true,
             _ => item.iter().any(|t| matches!(t.kind, Kind::Op | Kind::Var)),
@@ -365,9 +497,9 @@ pub fn order_by(text: &str, start: usize, end: usize) -> bool {
     match after.first() {
         Some(t) if t.kind == Kind::Comment || t.kind == Kind::Semi => true,
         Some(t) if t.kind == Kind::Comma => true,
-        Some(t) if t.is_word("desc") || t.is_word("asc") => {
-            after.get(1).is_none_or(|t| matches!(t.kind, Kind::Comment | Kind::Semi))
-        }
+        Some(t) if t.is_word("desc") || t.is_word("asc") => after
+            .get(1)
+            .is_none_or(|t| matches!(t.kind, Kind::Comment | Kind::Semi)),
         Some(_) => false,
         None => injection_context_before(text, start),
     }
@@ -384,14 +516,214 @@ pub fn sql_evidence(text: &str, start: usize, _end: usize) -> bool {
         score += match t.kind {
             Kind::Word if call && is_unambiguous_function(t.text) => 2,
             Kind::Word if call && is_injection_function(t.text) => 1,
-            Kind::Word if ["select", "union", "from", "where", "and", "or"].iter().any(|w| t.is_word(w)) => 1,
+            Kind::Word
+                if ["select", "union", "from", "where", "and", "or"]
+                    .iter()
+                    .any(|w| t.is_word(w)) =>
+            {
+                1
+            }
             Kind::Num if t.text.len() > 6 && t.text[..2].eq_ignore_ascii_case("0x") => 2,
             Kind::Var if t.text.starts_with("@@") => 2,
             Kind::Comment => 1,
             _ => 0,
         };
     }
-    score >= 4
+    score >= 3
+}
+
+/// The libinjection idea in small: the whole string, read as SQL, either as typed or as the
+/// continuation of a literal the application opened (`admin' OR ...`), is nothing but SQL
+/// tokens with an injection anchor (a literal break-out, a trailing comment, a stacked
+/// statement). English words disqualify it.
+pub fn sql_shape(text: &str, _start: usize, _end: usize) -> bool {
+    let window = &text[..floor_char_boundary(text, text.len().min(512))];
+    if shape_is_sql(window, false) {
+        return true;
+    }
+    // Inside-a-literal context: everything up to the first quote is one token at most, and
+    // the quote is not an apostrophe inside a word ("I'm", "that's").
+    let Some(quote_at) = window.find(['\'', '"', '`']) else {
+        return false;
+    };
+    let prefix = &window[..quote_at];
+    let single_token = !prefix.trim().contains(' ');
+    let apostrophe = prefix.chars().next_back().is_some_and(char::is_alphabetic)
+        && is_contraction(&window[quote_at + 1..]);
+    single_token && !apostrophe && shape_is_sql(&window[quote_at + 1..], true)
+}
+
+/// `s`, `t`, `re`... after an apostrophe: English, not a literal break-out.
+fn is_contraction(after_quote: &str) -> bool {
+    let word: String = after_quote
+        .chars()
+        .take_while(|c| c.is_alphanumeric())
+        .collect();
+    ["s", "t", "m", "d", "ll", "re", "ve"]
+        .iter()
+        .any(|c| word.eq_ignore_ascii_case(c))
+}
+
+/// Literal or comment text that reads as prose (three or more words).
+fn is_prose(text: &str) -> bool {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.len() >= 2 && w.chars().all(char::is_alphabetic))
+        .count()
+        >= 3
+}
+
+fn shape_is_sql(text: &str, broke_out: bool) -> bool {
+    let tokens = tokenize(text, 64);
+    let call = |i: usize| tokens.get(i + 1).is_some_and(|n| n.kind == Kind::LParen);
+    // A plain word: not SQL syntax, not a call, not identifier-like (`x`, `t1`, `a.b`, `a_b`).
+    let bare = |i: usize| {
+        tokens.get(i).is_some_and(|t| {
+            t.kind == Kind::Word
+                && !is_keyword(t.text)
+                && !is_injection_function(t.text)
+                && !call(i)
+                && (t.text.len() > 1
+                    || t.text.eq_ignore_ascii_case("a")
+                    || t.text.eq_ignore_ascii_case("i"))
+                && !t.text.contains(['_', '.'])
+                && !t.text.chars().any(|c| c.is_ascii_digit())
+        })
+    };
+    let prose = |i: usize| {
+        tokens
+            .get(i)
+            .is_some_and(|t| matches!(t.kind, Kind::Str | Kind::Comment) && is_prose(t.text))
+    };
+    let connector = |i: usize| {
+        tokens
+            .get(i)
+            .is_some_and(|t| CONNECTORS.iter().any(|w| t.is_word(w)))
+    };
+    // A plain word next to another, directly or across one English connector ("this is fine").
+    let in_sentence = |i: usize| {
+        (i > 0 && (bare(i - 1) || prose(i - 1)))
+            || bare(i + 1)
+            || prose(i + 1)
+            || (connector(i + 1) && bare(i + 2))
+            || (i > 1 && connector(i - 1) && bare(i - 2))
+    };
+    let (mut english, mut signals, mut sql_tokens, mut keywords, mut plain, mut structural) =
+        (0, 0, 0, 0, 0, 0);
+    for (i, t) in tokens.iter().enumerate() {
+        if bare(i) {
+            plain += 1;
+        }
+        if matches!(
+            t.kind,
+            Kind::Op
+                | Kind::Num
+                | Kind::Var
+                | Kind::Comment
+                | Kind::Semi
+                | Kind::LParen
+                | Kind::RParen
+        ) {
+            structural += 1;
+        }
+        match t.kind {
+            Kind::Word if call(i) || is_keyword(t.text) => {
+                sql_tokens += 1;
+                if is_keyword(t.text) {
+                    keywords += 1;
+                    signals += 1;
+                } else if is_injection_function(t.text) || t.text.len() <= 4 {
+                    signals += 1;
+                }
+            }
+            Kind::Word => {
+                if bare(i) && in_sentence(i) {
+                    english += 1;
+                }
+            }
+            Kind::Var => {
+                sql_tokens += 1;
+                signals += 1;
+            }
+            Kind::Str | Kind::Comment if is_prose(t.text) => english += 1,
+            Kind::Op if broke_out && COMPARISON_OPS.contains(&t.text) => {
+                sql_tokens += 1;
+                signals += 1;
+            }
+            Kind::Other => {}
+            _ => sql_tokens += 1,
+        }
+    }
+    if english > 0 || plain >= 3 || signals == 0 || sql_tokens < 2 {
+        return false;
+    }
+    // `"not really"` read after its first quote is `not really "`: a keyword and a word, no SQL.
+    if broke_out && plain > 0 && structural == 0 {
+        return false;
+    }
+    let first = tokens[0];
+    let trailing_comment = tokens.last().is_some_and(|t| t.kind == Kind::Comment);
+    let stacked = tokens
+        .windows(2)
+        .any(|w| w[0].kind == Kind::Semi && w[1].kind == Kind::Word && is_keyword(w[1].text));
+    let statement = [
+        "select", "insert", "update", "delete", "drop", "create", "exec", "execute", "declare",
+        "union", "alter", "truncate",
+    ]
+    .iter()
+    .any(|k| first.is_word(k))
+        && signals >= 2;
+    broke_out
+        || trailing_comment
+        || stacked
+        || first.kind == Kind::RParen
+        || leading_boolean(&tokens)
+        || statement
+        || (sql_tokens >= 5 && keywords >= 2)
+}
+
+/// SQL keywords that also glue English sentences together.
+const CONNECTORS: &[&str] = &[
+    "or", "and", "not", "is", "in", "like", "as", "to", "on", "by", "if", "do", "all", "any",
+    "some", "then", "when", "end", "set",
+];
+
+const COMPARISON_OPS: &[&str] = &[
+    "=", "<", ">", "!=", "<>", "<=", ">=", "||", "&&", "|", "^", "!", "==", "<=>",
+];
+
+/// Starts with a boolean operator applied to a literal or a comparison: ` OR x=y`, `AND 1`.
+fn leading_boolean(tokens: &[Token<'_>]) -> bool {
+    let mut rest = tokens;
+    while rest.first().is_some_and(|t| t.kind == Kind::LParen) {
+        rest = &rest[1..];
+    }
+    let Some(op) = rest.first() else {
+        return false;
+    };
+    if !(["or", "and", "xor", "not"].iter().any(|w| op.is_word(w))
+        || op.is_op("||")
+        || op.is_op("&&"))
+    {
+        return false;
+    }
+    let operand = rest.get(1);
+    let after = rest.get(2);
+    let ends = after.is_none_or(|t| matches!(t.kind, Kind::Comment | Kind::Semi | Kind::RParen));
+    let compares = after.is_some_and(is_comparison);
+    match operand {
+        Some(t) if t.is_literal() || ["true", "false", "null"].iter().any(|w| t.is_word(w)) => {
+            ends || compares
+        }
+        Some(t) if t.kind == Kind::Var => compares,
+        // `OR x=y`, `AND a.b LIKE 'c'`, not "and that = good".
+        Some(t) if t.kind == Kind::Word => {
+            let identifier = t.text.len() <= 2
+                || t.text.contains(['_', '.'])
+                || t.text.chars().any(|c| c.is_ascii_digit());
+            compares && (identifier || rest.get(3).is_some_and(Token::is_literal))
+        }
+        _ => false,
+    }
 }
 
 pub(crate) fn floor_char_boundary(text: &str, mut at: usize) -> usize {
@@ -412,7 +744,12 @@ mod tests {
 
     #[test]
     fn union_select_needs_a_select_list() {
-        for attack in ["1 union select 1,2,3", "x' union select password from users", "-1 UNION SELECT null", "'union select"] {
+        for attack in [
+            "1 union select 1,2,3",
+            "x' union select password from users",
+            "-1 UNION SELECT null",
+            "'union select",
+        ] {
             let (s, e) = at(attack, "select");
             let (u, _) = at(attack, "union");
             assert!(union_select(attack, u, e), "{attack}");
@@ -426,7 +763,14 @@ mod tests {
 
     #[test]
     fn tautologies_and_english() {
-        for attack in ["' or '1'='1", "x or 1=1", "' and 8=3", "or x=x", "and ascii(substr(user(),1,1))>64", "\" or \"\"=\""] {
+        for attack in [
+            "' or '1'='1",
+            "x or 1=1",
+            "' and 8=3",
+            "or x=x",
+            "and ascii(substr(user(),1,1))>64",
+            "\" or \"\"=\"",
+        ] {
             let start = attack.find(['o', 'a']).unwrap();
             assert!(tautology(attack, start, attack.len()), "{attack}");
         }
@@ -457,6 +801,35 @@ mod tests {
         assert!(select_from("select name,pass from users where id=1", 0, 20));
         assert!(!select_from("please select a seat from the menu", 7, 30));
         assert!(!select_from("select one from the list", 0, 20));
+    }
+
+    #[test]
+    fn sql_shapes() {
+        for attack in [
+            " ( BINARY ( 'b') )  --",
+            "' NOT LIKE '",
+            "1'-@a or'1",
+            " ( COS ( 1 OR @a) )  --",
+            "admin' or '",
+            "'; while 1=1 shutdown-- -a",
+        ] {
+            assert!(sql_shape(attack, 0, attack.len()), "{attack}");
+        }
+        for benign in [
+            "say 'yes' or 'no'",
+            "'Hello' or 'hi'",
+            "see you at 5 -- bye",
+            "ok :) #blessed",
+            "\"not really\"",
+            "you're like 'whatever'",
+            "That's true--I feel like teachers should be paid better",
+            "Saints\", and \"we know other missionaries that can speak\"",
+            "I'm not \"crazy\"; I'm curious.",
+            "Wait, is it \"fantasy romance\" or fantasy & romance",
+            "is it a pet #5",
+        ] {
+            assert!(!sql_shape(benign, 0, benign.len()), "{benign}");
+        }
     }
 
     #[test]

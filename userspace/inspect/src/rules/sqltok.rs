@@ -111,7 +111,9 @@ pub fn tokenize(text: &str, limit: usize) -> Vec<Token<'_>> {
                 Kind::Op
             }
             b if is_word_byte(b) || b >= 0x80 => {
-                while i < bytes.len() && (is_word_byte(bytes[i]) || bytes[i] == b'.' || bytes[i] >= 0x80) {
+                while i < bytes.len()
+                    && (is_word_byte(bytes[i]) || bytes[i] == b'.' || bytes[i] >= 0x80)
+                {
                     i += 1;
                 }
                 Kind::Word
@@ -166,7 +168,10 @@ fn number_end(bytes: &[u8], start: usize) -> usize {
     while i < bytes.len() && (bytes[i].is_ascii_digit() || bytes[i] == b'.') {
         i += 1;
     }
-    if i < bytes.len() && matches!(bytes[i], b'e' | b'E') && bytes.get(i + 1).is_some_and(u8::is_ascii_digit) {
+    if i < bytes.len()
+        && matches!(bytes[i], b'e' | b'E')
+        && bytes.get(i + 1).is_some_and(u8::is_ascii_digit)
+    {
         i += 1;
         while i < bytes.len() && bytes[i].is_ascii_digit() {
             i += 1;
@@ -178,19 +183,106 @@ fn number_end(bytes: &[u8], start: usize) -> usize {
 /// SQL functions that injections call to leak data, delay, or raise errors. A call to one of
 /// these next to a boolean operator or comparison is strong evidence.
 pub const INJECTION_FUNCTIONS: &[&str] = &[
-    "sleep", "benchmark", "pg_sleep", "extractvalue", "updatexml", "name_const", "isnull",
-    "ifnull", "nullif", "load_file", "ascii", "ord", "substring", "substr", "mid", "concat",
-    "concat_ws", "group_concat", "char", "chr", "nchar", "hex", "unhex", "md5", "sha1",
-    "version", "database", "schema", "current_user", "system_user", "session_user",
-    "user_name", "db_name", "randomblob", "json_keys", "geometrycollection", "polygon",
-    "multipoint", "multipolygon", "linestring", "multilinestring", "exp", "floor", "rand",
-    "elt", "make_set", "export_set", "utl_inaddr.get_host_address", "utl_http.request",
-    "dbms_pipe.receive_message", "dbms_lock.sleep", "dbms_utility.sqlid_to_sqlhash",
-    "sys_context", "xmltype", "iif", "convert", "cast", "length", "char_length", "bin",
-    "conv", "strcmp", "instr", "locate", "soundex", "unicode", "user", "count", "if",
-    "case", "coalesce", "len", "upper", "lower", "left", "right", "row", "current_setting",
-    "pg_read_file", "to_char", "regexp_like", "ctxsys.drithsx.sn", "uuid", "rlike",
-    "substring_index", "cast", "ascii_str", "updatexml", "st_latfromgeohash", "gtid_subset",
+    "sleep",
+    "benchmark",
+    "pg_sleep",
+    "extractvalue",
+    "updatexml",
+    "name_const",
+    "isnull",
+    "ifnull",
+    "nullif",
+    "load_file",
+    "ascii",
+    "ord",
+    "substring",
+    "substr",
+    "mid",
+    "concat",
+    "concat_ws",
+    "group_concat",
+    "char",
+    "chr",
+    "nchar",
+    "hex",
+    "unhex",
+    "md5",
+    "sha1",
+    "version",
+    "database",
+    "schema",
+    "current_user",
+    "system_user",
+    "session_user",
+    "user_name",
+    "db_name",
+    "randomblob",
+    "json_keys",
+    "geometrycollection",
+    "polygon",
+    "multipoint",
+    "multipolygon",
+    "linestring",
+    "multilinestring",
+    "exp",
+    "floor",
+    "rand",
+    "elt",
+    "make_set",
+    "export_set",
+    "utl_inaddr.get_host_address",
+    "utl_http.request",
+    "dbms_pipe.receive_message",
+    "dbms_lock.sleep",
+    "dbms_utility.sqlid_to_sqlhash",
+    "sys_context",
+    "xmltype",
+    "iif",
+    "convert",
+    "cast",
+    "length",
+    "char_length",
+    "bin",
+    "conv",
+    "strcmp",
+    "instr",
+    "locate",
+    "soundex",
+    "unicode",
+    "user",
+    "count",
+    "if",
+    "case",
+    "coalesce",
+    "len",
+    "upper",
+    "lower",
+    "left",
+    "right",
+    "row",
+    "current_setting",
+    "pg_read_file",
+    "to_char",
+    "regexp_like",
+    "ctxsys.drithsx.sn",
+    "uuid",
+    "rlike",
+    "substring_index",
+    "ascii_str",
+    "st_latfromgeohash",
+    "gtid_subset",
+    "cos",
+    "sin",
+    "tan",
+    "pi",
+    "atan",
+    "sqrt",
+    "abs",
+    "log",
+    "power",
+    "compress",
+    "uncompress",
+    "listagg",
 ];
 
 /// Functions whose names are also everyday English words; their call alone proves little.
@@ -200,21 +292,101 @@ pub const AMBIGUOUS_FUNCTIONS: &[&str] = &[
 ];
 
 pub fn is_injection_function(name: &str) -> bool {
-    INJECTION_FUNCTIONS.iter().any(|f| f.eq_ignore_ascii_case(name))
+    INJECTION_FUNCTIONS
+        .iter()
+        .any(|f| f.eq_ignore_ascii_case(name))
 }
 
 pub fn is_unambiguous_function(name: &str) -> bool {
-    is_injection_function(name) && !AMBIGUOUS_FUNCTIONS.iter().any(|f| f.eq_ignore_ascii_case(name))
+    is_injection_function(name)
+        && !AMBIGUOUS_FUNCTIONS
+            .iter()
+            .any(|f| f.eq_ignore_ascii_case(name))
 }
 
 /// Words that are SQL syntax rather than English when they touch other SQL tokens.
 pub const KEYWORDS: &[&str] = &[
-    "select", "union", "from", "where", "and", "or", "xor", "not", "null", "like", "rlike",
-    "regexp", "is", "in", "between", "having", "group", "order", "by", "limit", "offset",
-    "insert", "into", "values", "update", "set", "delete", "drop", "table", "exec", "execute",
-    "declare", "waitfor", "delay", "case", "when", "then", "else", "end", "as", "distinct",
-    "all", "top", "procedure", "div", "true", "false", "create", "alter", "truncate", "grant",
-    "revoke", "shutdown", "begin", "sounds", "collate", "escape", "asc", "desc", "dual",
+    "select",
+    "union",
+    "from",
+    "where",
+    "and",
+    "or",
+    "xor",
+    "not",
+    "null",
+    "like",
+    "rlike",
+    "regexp",
+    "is",
+    "in",
+    "between",
+    "having",
+    "group",
+    "order",
+    "by",
+    "limit",
+    "offset",
+    "insert",
+    "into",
+    "values",
+    "update",
+    "set",
+    "delete",
+    "drop",
+    "table",
+    "exec",
+    "execute",
+    "declare",
+    "waitfor",
+    "delay",
+    "case",
+    "when",
+    "then",
+    "else",
+    "end",
+    "as",
+    "distinct",
+    "all",
+    "top",
+    "procedure",
+    "div",
+    "true",
+    "false",
+    "create",
+    "alter",
+    "truncate",
+    "grant",
+    "revoke",
+    "shutdown",
+    "begin",
+    "sounds",
+    "collate",
+    "escape",
+    "asc",
+    "desc",
+    "dual",
+    "binary",
+    "exists",
+    "unknown",
+    "current_date",
+    "current_time",
+    "current_timestamp",
+    "localtime",
+    "utc_date",
+    "while",
+    "do",
+    "goto",
+    "return",
+    "low_priority",
+    "ignore",
+    "match",
+    "against",
+    "mode",
+    "within",
+    "using",
+    "any",
+    "some",
 ];
 
 pub fn is_keyword(word: &str) -> bool {
@@ -234,8 +406,14 @@ mod tests {
         use Kind::*;
         assert_eq!(kinds("or '1'='1"), [Word, Str, Op, Str]);
         assert_eq!(kinds("' or '"), [Str], "a quote opens a literal");
-        assert_eq!(kinds("1 union select @@version,0x41--x"), [Num, Word, Word, Var, Comma, Num, Comment]);
-        assert_eq!(kinds("sleep(5);#"), [Word, LParen, Num, RParen, Semi, Comment]);
+        assert_eq!(
+            kinds("1 union select @@version,0x41--x"),
+            [Num, Word, Word, Var, Comma, Num, Comment]
+        );
+        assert_eq!(
+            kinds("sleep(5);#"),
+            [Word, LParen, Num, RParen, Semi, Comment]
+        );
         assert_eq!(kinds("a<>b /* c */ d"), [Word, Op, Word, Comment, Word]);
         assert_eq!(kinds("'it''s'"), [Str]);
     }
