@@ -6,10 +6,11 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use anyhow::Context;
-use frameguard_config::{AgentKind, Config, Route, Router};
+use frameguard_config::{AgentKind, Config, DataPath, Route, Router};
 use frameguard_inspect::{Engine, PolicyId};
 use tokio::sync::watch;
 
+use crate::kernel::KernelPath;
 use crate::limits::ConnectionLimits;
 use crate::metrics::Metrics;
 use crate::tls::{self, TlsAcceptors};
@@ -108,19 +109,57 @@ pub struct Shared {
     /// Flips to true when the process starts shutting down.
     pub shutdown: watch::Receiver<bool>,
     pub started: Instant,
+    /// The sockmap data path, when it loaded (routes asked for it, or `auto` probed it).
+    pub kernel: Option<KernelPath>,
+    /// `--data-path`: overrides every route's `data-path`.
+    pub data_path_override: Option<DataPath>,
     /// Accepted connections not yet fully closed.
     open: AtomicUsize,
+    /// Relayed WebSocket connections, for `frameguard status`.
+    websockets: std::sync::Mutex<std::collections::BTreeMap<u64, WebSocketInfo>>,
+}
+
+/// One relayed WebSocket connection as `frameguard status` shows it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct WebSocketInfo {
+    pub id: u64,
+    pub client: String,
+    pub route: String,
+    pub upstream: String,
+    pub data_path: &'static str,
+    /// Seconds since the Unix epoch.
+    pub since: u64,
+}
+
+/// Lists a connection in the status until dropped.
+pub struct WebSocketEntry {
+    shared: Arc<Shared>,
+    id: u64,
+}
+
+impl Drop for WebSocketEntry {
+    fn drop(&mut self) {
+        self.shared.websocket_table().remove(&self.id);
+    }
 }
 
 impl Shared {
-    pub fn new(app: App, shutdown: watch::Receiver<bool>) -> Shared {
+    pub fn new(
+        app: App,
+        shutdown: watch::Receiver<bool>,
+        kernel: Option<KernelPath>,
+        data_path_override: Option<DataPath>,
+    ) -> Shared {
         Shared {
             current: RwLock::new(Arc::new(app)),
             metrics: Metrics::default(),
             limits: Arc::default(),
             shutdown,
             started: Instant::now(),
+            kernel,
+            data_path_override,
             open: AtomicUsize::new(0),
+            websockets: Default::default(),
         }
     }
 
@@ -149,6 +188,28 @@ impl Shared {
     pub fn open_guard(self: &Arc<Self>) -> OpenGuard {
         self.open.fetch_add(1, Ordering::Relaxed);
         OpenGuard(self.clone())
+    }
+
+    fn websocket_table(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<u64, WebSocketInfo>> {
+        self.websockets
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    pub fn list_websocket(self: &Arc<Self>, info: WebSocketInfo) -> WebSocketEntry {
+        let id = info.id;
+        self.websocket_table().insert(id, info);
+        WebSocketEntry {
+            shared: self.clone(),
+            id,
+        }
+    }
+
+    /// The open WebSocket connections, oldest first.
+    pub fn websockets(&self) -> Vec<WebSocketInfo> {
+        self.websocket_table().values().cloned().collect()
     }
 
     pub fn open_connections(&self) -> usize {

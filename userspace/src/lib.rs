@@ -6,11 +6,13 @@
 
 pub mod app;
 pub mod handshake;
+pub mod kernel;
 pub mod limits;
 pub mod listener;
 pub mod metrics;
 pub mod relay;
 pub mod server;
+pub mod splice;
 pub mod tls;
 pub mod upstream;
 pub mod verdict;

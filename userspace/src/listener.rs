@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use frameguard_config::Config;
+use frameguard_config::{Config, DataPath};
 use http::{Response, StatusCode};
 use http_body_util::Full;
 use hyper::service::service_fn;
@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::app::{App, Shared};
+use crate::kernel::KernelPath;
 use crate::server::{self, Worker, HANDSHAKE_TIMEOUT};
 
 /// Re-reads the configuration on SIGHUP (the same file and command-line overrides).
@@ -80,7 +81,8 @@ fn bind_all(config: &Config, workers: usize) -> anyhow::Result<Vec<Vec<BoundList
 }
 
 /// Run the proxy until SIGINT or SIGTERM, then drain.
-pub fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
+pub fn run(config: Config, reload: Reload, data_path: Option<DataPath>) -> anyhow::Result<()> {
+    let kernel = load_kernel(&config, data_path)?;
     let workers = worker_count(config.system.worker_threads);
     let bound = bind_all(&config, workers)?;
     let metrics_socket = match &config.observability.metrics {
@@ -91,7 +93,12 @@ pub fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
         None => None,
     };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let shared = Arc::new(Shared::new(App::build(config)?, shutdown_rx));
+    let shared = Arc::new(Shared::new(
+        App::build(config)?,
+        shutdown_rx,
+        kernel,
+        data_path,
+    ));
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let mut threads = Vec::with_capacity(workers);
     for (index, listeners) in bound.into_iter().enumerate() {
@@ -145,6 +152,39 @@ pub fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
     }
     info!("stopped");
     Ok(())
+}
+
+/// Load the sockmap programs when a WebSocket route asks for the kernel path (then failing to
+/// load is fatal) or leaves the choice to `auto` (then it is reported and the userspace relay
+/// is used).
+fn load_kernel(config: &Config, data_path: Option<DataPath>) -> anyhow::Result<Option<KernelPath>> {
+    let paths: Vec<DataPath> = config
+        .routes
+        .iter()
+        .filter(|route| route.websocket.enabled)
+        .map(|route| data_path.unwrap_or(route.data_path))
+        .collect();
+    let required = paths.contains(&DataPath::Kernel);
+    if !required && !paths.contains(&DataPath::Auto) {
+        return Ok(None);
+    }
+    match KernelPath::load() {
+        Ok(kernel) if required => {
+            info!("kernel data path loaded: routes with data-path \"kernel\" splice upstream -> client in the kernel");
+            Ok(Some(kernel))
+        }
+        Ok(kernel) => {
+            info!("kernel data path available (opt-in with data-path \"kernel\"); auto uses the userspace relay");
+            Ok(Some(kernel))
+        }
+        Err(reason) if required => {
+            anyhow::bail!("data-path \"kernel\" needs eBPF, which cannot load: {reason}")
+        }
+        Err(reason) => {
+            info!("eBPF unavailable: {reason}; using userspace relay");
+            Ok(None)
+        }
+    }
 }
 
 /// Wait for SIGINT/SIGTERM, applying SIGHUP reloads meanwhile.
@@ -250,6 +290,27 @@ async fn accept_loop(shared: Arc<Shared>, listener: BoundListener) {
     }
 }
 
+/// What `frameguard status` prints: the kernel path's state and every open WebSocket.
+fn status_json(shared: &Shared) -> String {
+    let kernel = shared.kernel.as_ref().map(|k| {
+        let c = k.counters();
+        serde_json::json!({
+            "bytes_spliced": c.bytes_spliced,
+            "evictions": c.evictions,
+            "redirect_failures": c.redirect_failures,
+            "attach_fallbacks": c.attach_fallbacks,
+        })
+    });
+    serde_json::json!({
+        "uptime_secs": shared.started.elapsed().as_secs(),
+        "open_connections": shared.open_connections(),
+        "kernel_path": kernel,
+        "websockets": shared.websockets(),
+    })
+    .to_string()
+        + "\n"
+}
+
 async fn serve_metrics(listener: tokio::net::TcpListener, path: String, shared: Arc<Shared>) {
     let path = Arc::new(path);
     loop {
@@ -262,22 +323,25 @@ async fn serve_metrics(listener: tokio::net::TcpListener, path: String, shared: 
             let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let (path, shared) = (path.clone(), shared.clone());
                 async move {
-                    let mut resp = if req.uri().path() == path.as_str() {
-                        let mut resp =
-                            Response::new(Full::new(bytes::Bytes::from(shared.metrics.encode())));
-                        resp.headers_mut().insert(
-                            http::header::CONTENT_TYPE,
-                            http::HeaderValue::from_static(
-                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                            ),
-                        );
-                        resp
-                    } else {
-                        Response::new(Full::new(bytes::Bytes::from_static(b"not found\n")))
+                    let (status, content_type, body) = match req.uri().path() {
+                        p if p == path.as_str() => (
+                            StatusCode::OK,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            shared.metrics.encode(),
+                        ),
+                        "/status" => (StatusCode::OK, "application/json", status_json(&shared)),
+                        _ => (
+                            StatusCode::NOT_FOUND,
+                            "text/plain",
+                            "not found\n".to_owned(),
+                        ),
                     };
-                    if req.uri().path() != path.as_str() {
-                        *resp.status_mut() = StatusCode::NOT_FOUND;
-                    }
+                    let mut resp = Response::new(Full::new(bytes::Bytes::from(body)));
+                    *resp.status_mut() = status;
+                    resp.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static(content_type),
+                    );
                     Ok::<_, std::convert::Infallible>(resp)
                 }
             });

@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use frameguard_config::{Config, Diagnostic, LogFormat};
+use frameguard_config::{Config, DataPath, Diagnostic, LogFormat};
 
 #[derive(Parser)]
 #[command(name = "frameguard", version, about = "WebSocket security proxy")]
@@ -28,9 +28,23 @@ enum Command {
         /// Path of the first WebSocket route.
         #[arg(long)]
         path: Option<String>,
+        /// Data path of every WebSocket route's uninspected upstream -> client direction:
+        /// auto | userspace | splice | kernel (default: each route's `data-path`).
+        #[arg(long, value_parser = parse_data_path)]
+        data_path: Option<DataPath>,
     },
     /// Parse and validate a configuration file; print diagnostics as file:line:column.
     Check { file: PathBuf },
+    /// Show a running proxy's open WebSocket connections and their data paths (from its
+    /// metrics listener's /status).
+    Status {
+        /// Read the metrics address from this config (default: the embedded default's).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The metrics listener address (overrides --config).
+        #[arg(long)]
+        address: Option<SocketAddr>,
+    },
     /// Run corpus files (one message per line) through an inspection policy and print, per
     /// file, the share of messages blocked.
     Eval {
@@ -49,6 +63,13 @@ enum Command {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Check { file } => check(&file),
+        Command::Status { config, address } => match status(config.as_deref(), address) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("frameguard: {err:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Eval {
             corpus,
             config,
@@ -65,6 +86,7 @@ fn main() -> ExitCode {
             listen,
             upstream,
             path: path_override,
+            data_path,
         } => {
             let config = match load(config_path.as_deref()) {
                 Ok(config) => config,
@@ -92,7 +114,7 @@ fn main() -> ExitCode {
                 config.apply_overrides(listen, upstream.as_deref(), path_override.as_deref())?;
                 Ok(config)
             });
-            match frameguard::listener::run(config, reload) {
+            match frameguard::listener::run(config, reload, data_path) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     tracing::error!("{err:#}");
@@ -169,6 +191,74 @@ fn eval(corpus: &[PathBuf], config: Option<&Path>, agent: Option<&str>) -> anyho
         );
     }
     Ok(())
+}
+
+fn status(config: Option<&Path>, address: Option<SocketAddr>) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let address = match address {
+        Some(address) => address,
+        None => {
+            let config = load(config).map_err(|_| anyhow::anyhow!("the config does not load"))?;
+            let metrics = config.observability.metrics.as_ref();
+            metrics
+                .map(|m| m.address)
+                .ok_or_else(|| anyhow::anyhow!("the config has no metrics listener"))?
+        }
+    };
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_secs(3))
+            .map_err(|err| anyhow::anyhow!("cannot reach {address}: {err}"))?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+    write!(
+        stream,
+        "GET /status HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = Vec::new();
+    stream.take(16 << 20).read_to_end(&mut response)?;
+    let body = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|at| &response[at + 4..])
+        .ok_or_else(|| anyhow::anyhow!("malformed answer from {address}"))?;
+    let status: serde_json::Value = serde_json::from_slice(body)?;
+    println!(
+        "uptime {}s, {} open connections",
+        status["uptime_secs"], status["open_connections"]
+    );
+    match status["kernel_path"].as_object() {
+        Some(kernel) => println!(
+            "kernel path: loaded {}",
+            serde_json::Value::Object(kernel.clone())
+        ),
+        None => println!("kernel path: not loaded"),
+    }
+    println!(
+        "{:<8} {:<22} {:<16} {:<22} {:<10}",
+        "id", "client", "route", "upstream", "data path"
+    );
+    for ws in status["websockets"].as_array().into_iter().flatten() {
+        println!(
+            "{:<8} {:<22} {:<16} {:<22} {:<10}",
+            ws["id"],
+            ws["client"].as_str().unwrap_or(""),
+            ws["route"].as_str().unwrap_or(""),
+            ws["upstream"].as_str().unwrap_or(""),
+            ws["data_path"].as_str().unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
+fn parse_data_path(value: &str) -> Result<DataPath, String> {
+    match value {
+        "auto" => Ok(DataPath::Auto),
+        "userspace" => Ok(DataPath::Userspace),
+        "splice" => Ok(DataPath::Splice),
+        "kernel" => Ok(DataPath::Kernel),
+        other => Err(format!(
+            "unknown data path `{other}` (auto, userspace, splice, kernel)"
+        )),
+    }
 }
 
 fn print_diagnostics(diagnostics: &[Diagnostic]) {

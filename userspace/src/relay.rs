@@ -19,9 +19,12 @@ use frameguard_codec::{
 use prometheus_client::metrics::counter::Counter;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::{watch, Mutex};
 use tokio::time::timeout;
 
+use crate::kernel::{KernelPath, SplicedDirection};
+use crate::splice::{Ended, SpliceRelay};
 use crate::verdict::{Decision, MessageInspector};
 
 /// Which way a message travels.
@@ -150,14 +153,20 @@ type Reader = Box<dyn AsyncRead + Send + Unpin>;
 
 /// A write half that refuses to write anything after a Close frame, as RFC 6455 requires.
 struct Sink {
-    io: Box<dyn AsyncWrite + Send + Unpin>,
+    io: SinkIo,
     /// The code of the Close frame written to this side (0 when it carried none).
     close_sent: Option<u16>,
     failed: bool,
 }
 
+enum SinkIo {
+    Direct(Box<dyn AsyncWrite + Send + Unpin>),
+    /// A client whose upstream -> client direction is spliced.
+    Gated(Arc<Gate>),
+}
+
 impl Sink {
-    fn new(io: Box<dyn AsyncWrite + Send + Unpin>) -> SharedSink {
+    fn new(io: SinkIo) -> SharedSink {
         Arc::new(Mutex::new(Sink {
             io,
             close_sent: None,
@@ -172,9 +181,10 @@ impl Sink {
             return !self.failed;
         }
         self.close_sent = close;
-        if self.io.write_all(bytes).await.is_err() || self.io.flush().await.is_err() {
-            self.failed = true;
-        }
+        self.failed = match &mut self.io {
+            SinkIo::Direct(io) => io.write_all(bytes).await.is_err() || io.flush().await.is_err(),
+            SinkIo::Gated(gate) => !gate.write(bytes, close.is_some()).await,
+        };
         !self.failed
     }
 
@@ -189,7 +199,15 @@ impl Sink {
     }
 
     async fn finish(&mut self) {
-        let _ = self.io.shutdown().await;
+        match &mut self.io {
+            SinkIo::Direct(io) => {
+                let _ = io.shutdown().await;
+            }
+            SinkIo::Gated(gate) => {
+                let _ = socket2::SockRef::from(gate.client.as_ref())
+                    .shutdown(std::net::Shutdown::Write);
+            }
+        }
     }
 }
 
@@ -426,15 +444,13 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 /// Relay frames between `client` and `upstream` until the connection ends, or until shutdown
 /// asks the client to close (1001) and it has.
-#[allow(clippy::too_many_arguments)]
 pub async fn relay<C, U>(
     client: Peer<C>,
     upstream: Peer<U>,
     settings: &RelaySettings,
     meters: [DirectionMeters; 2],
-    mut shutdown: watch::Receiver<bool>,
-    inbound_inspector: &mut dyn MessageInspector,
-    outbound_inspector: &mut dyn MessageInspector,
+    shutdown: watch::Receiver<bool>,
+    inspectors: [&mut dyn MessageInspector; 2],
 ) -> RelayOutcome
 where
     C: AsyncRead + AsyncWrite + Send + 'static,
@@ -442,64 +458,414 @@ where
 {
     let (client_read, client_write) = tokio::io::split(client.stream);
     let (upstream_read, upstream_write) = tokio::io::split(upstream.stream);
-    let client_sink = Sink::new(Box::new(client_write));
-    let upstream_sink = Sink::new(Box::new(upstream_write));
-    let liveness = Arc::new(Liveness {
-        started: Instant::now(),
-        last_activity_ms: AtomicU64::new(0),
-        awaiting_pong: AtomicU64::new(0),
-    });
-    let stats = [
-        Arc::new(SharedStats::default()),
-        Arc::new(SharedStats::default()),
-    ];
-    let [inbound_meters, outbound_meters] = meters;
-    let new_pump =
-        |direction, source: Reader, destination: &SharedSink, buffered: Bytes, role, meters| Pump {
+    let client_sink = Sink::new(SinkIo::Direct(Box::new(client_write)));
+    let upstream_sink = Sink::new(SinkIo::Direct(Box::new(upstream_write)));
+    let conn = ConnectionParts::new(settings, meters);
+    let [inbound_inspector, outbound_inspector] = inspectors;
+    let [inbound_meters, outbound_meters] = conn.meters.clone();
+    let inbound = conn.pump(
+        Direction::Inbound,
+        Box::new(client_read),
+        &upstream_sink,
+        client.buffered,
+        inbound_meters,
+    );
+    let outbound = conn.pump(
+        Direction::Outbound,
+        Box::new(upstream_read),
+        &client_sink,
+        upstream.buffered,
+        outbound_meters,
+    );
+    let inbound_run = async {
+        let (pump, end) = inbound.run(inbound_inspector).await;
+        (Some(pump), end)
+    };
+    let outbound_run = async {
+        let (pump, end) = outbound.run(outbound_inspector).await;
+        (Some(pump), end)
+    };
+    drive(
+        &conn,
+        [client_sink, upstream_sink],
+        inbound_run,
+        outbound_run,
+        shutdown,
+    )
+    .await
+}
+
+/// How an uninspected upstream -> client direction is carried without the frame pump.
+#[derive(Clone)]
+pub enum SplicePath {
+    /// splice(2) through a pipe (no privileges needed).
+    Pipe,
+    /// The sockmap verdict program.
+    Kernel(KernelPath),
+}
+
+/// Like [`relay`], but the upstream -> client direction is spliced (it must need no
+/// inspection). Writes the proxy itself makes to the client (pings, Closes) wait for the
+/// spliced direction to pause at a frame boundary.
+pub async fn relay_spliced(
+    client: Peer<TcpStream>,
+    upstream: Peer<TcpStream>,
+    path: SplicePath,
+    settings: &RelaySettings,
+    meters: [DirectionMeters; 2],
+    shutdown: watch::Receiver<bool>,
+    inbound_inspector: &mut dyn MessageInspector,
+) -> RelayOutcome {
+    let client_stream = Arc::new(client.stream);
+    let upstream_stream = Arc::new(upstream.stream);
+    let gate = Arc::new(Gate::new(client_stream.clone()));
+    let client_sink = Sink::new(SinkIo::Gated(gate.clone()));
+    let upstream_sink = Sink::new(SinkIo::Direct(Box::new(SharedTcp(upstream_stream.clone()))));
+    let conn = ConnectionParts::new(settings, meters);
+    let [inbound_meters, outbound_meters] = conn.meters.clone();
+    let inbound = conn.pump(
+        Direction::Inbound,
+        Box::new(SharedTcp(client_stream.clone())),
+        &upstream_sink,
+        client.buffered,
+        inbound_meters,
+    );
+    let outbound_stats = conn.stats[Direction::Outbound as usize].clone();
+    let driver = tokio::spawn(drive_spliced(
+        path,
+        client_stream,
+        upstream_stream,
+        upstream.buffered,
+        gate,
+        outbound_stats,
+        outbound_meters,
+    ));
+    let inbound_run = async {
+        let (pump, end) = inbound.run(inbound_inspector).await;
+        (Some(pump), end)
+    };
+    let outbound_run = async { (None, driver.await.unwrap_or(PumpEnd::Eof)) };
+    drive(
+        &conn,
+        [client_sink, upstream_sink],
+        inbound_run,
+        outbound_run,
+        shutdown,
+    )
+    .await
+}
+
+/// Carry the spliced direction until the upstream ends or the proxy closed the client.
+async fn drive_spliced(
+    path: SplicePath,
+    client: Arc<TcpStream>,
+    upstream: Arc<TcpStream>,
+    leftover: Bytes,
+    gate: Arc<Gate>,
+    stats: Arc<SharedStats>,
+    meters: DirectionMeters,
+) -> PumpEnd {
+    let spliced = match &path {
+        SplicePath::Pipe => SpliceRelay::new(&client, &upstream, leftover).map(Spliced::Pipe),
+        SplicePath::Kernel(kernel) => kernel
+            .splice(&client, &upstream, leftover)
+            .map(Spliced::Kernel),
+    };
+    let mut spliced = match spliced {
+        Ok(spliced) => spliced,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot splice; closing the connection");
+            gate.stop(false).await;
+            return PumpEnd::Eof;
+        }
+    };
+    let mut reported = 0;
+    let end = loop {
+        let ended = spliced.run(gate.requested.notified()).await;
+        let moved = spliced.totals().bytes();
+        stats.bytes.fetch_add(moved - reported, Ordering::Relaxed);
+        meters.bytes.inc_by(moved - reported);
+        reported = moved;
+        match ended {
+            Ok(Ended::Paused) => {
+                if gate.flush().await {
+                    break PumpEnd::Closed(None);
+                }
+            }
+            Ok(Ended::UpstreamEnded {
+                close_forwarded,
+                at_boundary,
+            }) => {
+                gate.stop(at_boundary).await;
+                break match close_forwarded {
+                    Some(code) => PumpEnd::Closed(Some(code)),
+                    None => PumpEnd::Eof,
+                };
+            }
+            Err(_) => {
+                gate.stop(false).await;
+                break PumpEnd::Eof;
+            }
+        }
+    };
+    gate.stop(true).await;
+    end
+}
+
+/// The two kinds of spliced direction, driven the same way.
+enum Spliced<'a> {
+    Pipe(SpliceRelay<'a>),
+    Kernel(SplicedDirection<'a>),
+}
+
+impl Spliced<'_> {
+    async fn run(
+        &mut self,
+        pause: impl std::future::Future<Output = ()>,
+    ) -> std::io::Result<Ended> {
+        match self {
+            Spliced::Pipe(relay) => relay.run(pause).await,
+            Spliced::Kernel(direction) => direction.run(pause).await,
+        }
+    }
+
+    fn totals(&self) -> crate::splice::Totals {
+        match self {
+            Spliced::Pipe(relay) => relay.totals(),
+            Spliced::Kernel(direction) => direction.totals(),
+        }
+    }
+}
+
+/// Writes to a client whose inbound direction is spliced: while splicing, a write is queued
+/// and the splice asked to pause at a frame boundary; the splice driver writes the queue.
+struct Gate {
+    client: Arc<TcpStream>,
+    state: std::sync::Mutex<GateState>,
+    requested: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct GateState {
+    /// Writes now go straight to the socket (the splice has ended).
+    direct: bool,
+    /// The splice ended inside a frame: nothing more may be written.
+    poisoned: bool,
+    queue: Vec<(Bytes, bool, tokio::sync::oneshot::Sender<bool>)>,
+}
+
+impl Gate {
+    fn new(client: Arc<TcpStream>) -> Gate {
+        Gate {
+            client,
+            state: Default::default(),
+            requested: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    async fn write(&self, bytes: &[u8], is_close: bool) -> bool {
+        let queued = {
+            let mut state = self.lock();
+            if state.poisoned {
+                return false;
+            }
+            if state.direct {
+                None
+            } else {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                state
+                    .queue
+                    .push((Bytes::copy_from_slice(bytes), is_close, tx));
+                Some(rx)
+            }
+        };
+        match queued {
+            None => write_all_shared(&self.client, bytes).await.is_ok(),
+            Some(rx) => {
+                self.requested.notify_one();
+                rx.await.unwrap_or(false)
+            }
+        }
+    }
+
+    /// Write the queued frames (the splice is paused). True when one of them was a Close:
+    /// the client must then get nothing more from the upstream.
+    async fn flush(&self) -> bool {
+        let queue = std::mem::take(&mut self.lock().queue);
+        let mut closed = false;
+        for (bytes, is_close, done) in queue {
+            let ok = write_all_shared(&self.client, &bytes).await.is_ok();
+            closed |= is_close;
+            let _ = done.send(ok);
+        }
+        closed
+    }
+
+    /// The splice is over: later writes go straight to the socket (or nowhere, when it stopped
+    /// inside a frame); queued ones are written now.
+    async fn stop(&self, at_boundary: bool) {
+        {
+            let mut state = self.lock();
+            state.direct = true;
+            state.poisoned |= !at_boundary;
+            if state.poisoned {
+                for (_, _, done) in state.queue.drain(..) {
+                    let _ = done.send(false);
+                }
+            }
+        }
+        self.flush().await;
+    }
+}
+
+async fn write_all_shared(stream: &TcpStream, mut bytes: &[u8]) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        stream.writable().await?;
+        match stream.try_write(bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
+}
+
+/// A TcpStream shared between the relay and a splice, read and written through `&TcpStream`.
+struct SharedTcp(Arc<TcpStream>);
+
+impl AsyncRead for SharedTcp {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        loop {
+            std::task::ready!(self.0.poll_read_ready(cx))?;
+            match self.0.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return std::task::Poll::Ready(Ok(()));
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(err) => return std::task::Poll::Ready(Err(err)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for SharedTcp {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        loop {
+            std::task::ready!(self.0.poll_write_ready(cx))?;
+            match self.0.try_write(buf) {
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => continue,
+                result => return std::task::Poll::Ready(result),
+            }
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let socket = socket2::SockRef::from(self.0.as_ref());
+        std::task::Poll::Ready(socket.shutdown(std::net::Shutdown::Write))
+    }
+}
+
+/// Per-connection pieces both relay flavours build their pumps from.
+struct ConnectionParts<'a> {
+    settings: &'a RelaySettings,
+    liveness: Arc<Liveness>,
+    stats: [Arc<SharedStats>; 2],
+    meters: [DirectionMeters; 2],
+}
+
+impl<'a> ConnectionParts<'a> {
+    fn new(settings: &'a RelaySettings, meters: [DirectionMeters; 2]) -> ConnectionParts<'a> {
+        ConnectionParts {
+            settings,
+            liveness: Arc::new(Liveness {
+                started: Instant::now(),
+                last_activity_ms: AtomicU64::new(0),
+                awaiting_pong: AtomicU64::new(0),
+            }),
+            stats: [Arc::default(), Arc::default()],
+            meters,
+        }
+    }
+
+    fn pump(
+        &self,
+        direction: Direction,
+        source: Reader,
+        destination: &SharedSink,
+        buffered: Bytes,
+        meters: DirectionMeters,
+    ) -> Pump {
+        let role = match direction {
+            Direction::Inbound => Role::Server,
+            Direction::Outbound => Role::Client,
+        };
+        Pump {
             direction,
             source,
             destination: destination.clone(),
             decoder: Decoder::new(DecoderConfig {
                 role,
-                allowed_rsv: settings.allowed_rsv,
-                max_message_size: settings.max_message_size,
+                allowed_rsv: self.settings.allowed_rsv,
+                max_message_size: self.settings.max_message_size,
             }),
             read_buf: BytesMut::from(&buffered[..]),
             write_buf: BytesMut::new(),
             events: Vec::new(),
             decisions: Vec::new(),
             rng: StdRng::from_entropy(),
-            read_buffer: settings.read_buffer,
-            stats: stats[direction as usize].clone(),
+            read_buffer: self.settings.read_buffer,
+            stats: self.stats[direction as usize].clone(),
             meters,
-            liveness: liveness.clone(),
-        };
-    let inbound = new_pump(
-        Direction::Inbound,
-        Box::new(client_read),
-        &upstream_sink,
-        client.buffered,
-        Role::Server,
-        inbound_meters,
-    );
-    let outbound = new_pump(
-        Direction::Outbound,
-        Box::new(upstream_read),
-        &client_sink,
-        upstream.buffered,
-        Role::Client,
-        outbound_meters,
-    );
+            liveness: self.liveness.clone(),
+        }
+    }
+}
+
+type PumpRun = (Option<Pump>, PumpEnd);
+
+/// The life of a relayed connection after both directions started: keep-alive, idle timeout,
+/// shutdown, and the close sequence once a direction ends.
+async fn drive(
+    conn: &ConnectionParts<'_>,
+    [client_sink, upstream_sink]: [SharedSink; 2],
+    inbound_run: impl std::future::Future<Output = PumpRun>,
+    outbound_run: impl std::future::Future<Output = PumpRun>,
+    mut shutdown: watch::Receiver<bool>,
+) -> RelayOutcome {
+    let settings = conn.settings;
+    let liveness = &conn.liveness;
     let mut keepalive = Keepalive {
         settings,
-        liveness: &liveness,
+        liveness,
         next_ping: settings.ping_interval.map(|every| Instant::now() + every),
         ping_sent: None,
         seq: 0,
     };
-
-    let inbound_run = inbound.run(inbound_inspector);
-    let outbound_run = outbound.run(outbound_inspector);
     tokio::pin!(inbound_run, outbound_run);
     let mut shutting_down = *shutdown.borrow();
     if shutting_down {
@@ -550,6 +916,16 @@ where
     let mut outcome = RelayOutcome::default();
     match first {
         Some((first, (first_pump, first_end))) => {
+            if let (Direction::Outbound, PumpEnd::Closed(code), None) =
+                (first, &first_end, &first_pump)
+            {
+                // A spliced upstream Close went straight to the client.
+                client_sink
+                    .lock()
+                    .await
+                    .close_sent
+                    .get_or_insert(code.unwrap_or(0));
+            }
             let second_end = finish_after_first_end(
                 first,
                 first_pump,
@@ -594,8 +970,8 @@ where
     upstream_sink.lock().await.finish().await;
     let client_sent = client_sink.lock().await.close_sent;
     outcome.close_code = client_sent.or(outcome.close_code).filter(|&code| code != 0);
-    outcome.inbound = stats[0].snapshot();
-    outcome.outbound = stats[1].snapshot();
+    outcome.inbound = conn.stats[0].snapshot();
+    outcome.outbound = conn.stats[1].snapshot();
     outcome
 }
 
@@ -604,12 +980,12 @@ where
 /// ended in time.
 async fn finish_after_first_end(
     first: Direction,
-    mut first_pump: Pump,
+    mut first_pump: Option<Pump>,
     first_end: &PumpEnd,
     [client_sink, upstream_sink]: [&SharedSink; 2],
     close_timeout: Duration,
-    inbound_run: std::pin::Pin<&mut impl std::future::Future<Output = (Pump, PumpEnd)>>,
-    outbound_run: std::pin::Pin<&mut impl std::future::Future<Output = (Pump, PumpEnd)>>,
+    inbound_run: std::pin::Pin<&mut impl std::future::Future<Output = PumpRun>>,
+    outbound_run: std::pin::Pin<&mut impl std::future::Future<Output = PumpRun>>,
 ) -> Option<PumpEnd> {
     let (source_sink, other_sink) = match first {
         Direction::Inbound => (client_sink, upstream_sink),
@@ -627,8 +1003,8 @@ async fn finish_after_first_end(
         other_sink.lock().await.close(notice, other_mask).await;
     }
     let drain = async {
-        if matches!(first_end, PumpEnd::Violation { .. }) {
-            let _ = timeout(close_timeout, discard_until_eof(&mut first_pump.source)).await;
+        if let (PumpEnd::Violation { .. }, Some(pump)) = (first_end, first_pump.as_mut()) {
+            let _ = timeout(close_timeout, discard_until_eof(&mut pump.source)).await;
         }
     };
     let second = match first {

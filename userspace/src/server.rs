@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use frameguard_config::{BuiltinHandler, RouteAction};
+use frameguard_config::{BuiltinHandler, DataPath, RouteAction};
 use frameguard_inspect::{DeflateParams, MessageDirection};
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
@@ -23,12 +23,12 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
 
-use crate::app::{App, Shared};
+use crate::app::{App, Shared, WebSocketInfo};
 use crate::handshake::{self, ClientUpgrade, DeflateAgreement};
 use crate::metrics::{
     DataPathLabel, DirectionLabel, FrameLabels, Metrics, RouteDirection, UpstreamLabel,
 };
-use crate::relay::{self, Direction, DirectionMeters, Peer, RelaySettings};
+use crate::relay::{self, Direction, DirectionMeters, Peer, RelaySettings, SplicePath};
 use crate::verdict::{AuditContext, EngineInspector, MessageInspector, PassThrough};
 
 pub type Body = BoxBody<Bytes, hyper::Error>;
@@ -280,35 +280,99 @@ async fn websocket<S: ClientStream>(
             Ok(pair) => pair,
             Err(err) => return debug!(%peer, error = %err, "upgrade did not complete"),
         };
-        let (Some(client), Some(upstream)) = (
-            upgraded_peer::<S>(client),
-            upgraded_peer::<TcpStream>(upstream),
-        ) else {
-            return warn!(%peer, "upgraded connection has an unexpected transport");
-        };
         let metrics = &shared.metrics;
-        metrics.connections_active.inc();
-        metrics
-            .connections
-            .get_or_create(&DataPathLabel {
-                data_path: "userspace".to_owned(),
-            })
-            .inc();
         let meters = [Direction::Inbound, Direction::Outbound]
             .map(|d| direction_meters(metrics, &route.name, d));
         let [mut inbound_inspector, mut outbound_inspector] =
             inspectors(&app, route_index, &shared, peer, negotiated.deflate);
+        let splice = splice_path(&shared, &app, route_index);
+        let Some(upstream) = upgraded_peer::<TcpStream>(upstream) else {
+            return warn!(%peer, "upstream connection has an unexpected transport");
+        };
+        // Only a plain TCP client can be spliced to; TLS clients stay on the frame relay.
+        let (client, splice) = match (splice, client.downcast::<TokioIo<TcpStream>>()) {
+            (Some(path), Ok(parts)) => (
+                ClientSide::Tcp(Peer {
+                    stream: parts.io.into_inner(),
+                    buffered: parts.read_buf,
+                }),
+                Some(path),
+            ),
+            (_, Ok(parts)) => (
+                ClientSide::Tcp(Peer {
+                    stream: parts.io.into_inner(),
+                    buffered: parts.read_buf,
+                }),
+                None,
+            ),
+            (_, Err(upgraded)) => match upgraded_peer::<S>(upgraded) {
+                Some(peer) => (ClientSide::Other(peer), None),
+                None => return warn!(%peer, "upgraded connection has an unexpected transport"),
+            },
+        };
+        let data_path = match &splice {
+            None => "userspace",
+            Some(SplicePath::Pipe) => "splice",
+            Some(SplicePath::Kernel(_)) => "kernel",
+        };
+        let _listed = shared.list_websocket(WebSocketInfo {
+            id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
+            client: peer.to_string(),
+            route: route.name.clone(),
+            upstream: target.clone(),
+            data_path,
+            since: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        });
+        metrics.connections_active.inc();
+        metrics
+            .connections
+            .get_or_create(&DataPathLabel {
+                data_path: data_path.to_owned(),
+            })
+            .inc();
         let started = std::time::Instant::now();
-        let outcome = relay::relay(
-            client,
-            upstream,
-            &settings,
-            meters,
+        let (shutdown, inspectors) = (
             shared.shutdown.clone(),
-            inbound_inspector.as_mut(),
-            outbound_inspector.as_mut(),
-        )
-        .await;
+            [inbound_inspector.as_mut(), outbound_inspector.as_mut()],
+        );
+        let outcome = match (client, splice) {
+            (ClientSide::Tcp(client), Some(path)) => {
+                relay::relay_spliced(
+                    client,
+                    upstream,
+                    path,
+                    &settings,
+                    meters,
+                    shutdown,
+                    inspectors[0],
+                )
+                .await
+            }
+            (ClientSide::Tcp(client), None) => {
+                relay::relay(
+                    client,
+                    upstream,
+                    &settings,
+                    meters,
+                    shutdown,
+                    [inbound_inspector.as_mut(), outbound_inspector.as_mut()],
+                )
+                .await
+            }
+            (ClientSide::Other(client), _) => {
+                relay::relay(
+                    client,
+                    upstream,
+                    &settings,
+                    meters,
+                    shutdown,
+                    [inbound_inspector.as_mut(), outbound_inspector.as_mut()],
+                )
+                .await
+            }
+        };
         metrics.connections_active.dec();
         metrics
             .connection_duration
@@ -318,7 +382,7 @@ async fn websocket<S: ClientStream>(
             client = %peer,
             route = %route.name,
             upstream = %target,
-            data_path = "userspace",
+            data_path,
             duration_ms = started.elapsed().as_millis() as u64,
             frames_in = outcome.inbound.frames,
             bytes_in = outcome.inbound.bytes,
@@ -330,6 +394,32 @@ async fn websocket<S: ClientStream>(
         );
     });
     switch
+}
+
+/// The client side of an upgraded connection: plain TCP (which can be spliced to) or TLS.
+enum ClientSide<S> {
+    Tcp(Peer<TcpStream>),
+    Other(Peer<S>),
+}
+
+/// How this connection's upstream -> client direction is carried, when it is not the frame
+/// relay: only where nothing inspects that direction, as the route or `--data-path` asks.
+/// `auto` is the frame relay: measured on the reference machine, it beats splice(2) for small
+/// messages and the sockmap path everywhere (see README, "Data paths").
+fn splice_path(shared: &Shared, app: &App, route_index: usize) -> Option<SplicePath> {
+    let route = app.route(route_index);
+    let outbound_inspected = match (&app.engine, app.route_policies[route_index]) {
+        (Some(engine), Some(policy)) => engine.inspects(policy, MessageDirection::Outbound),
+        _ => false,
+    };
+    if outbound_inspected {
+        return None;
+    }
+    match shared.data_path_override.unwrap_or(route.data_path) {
+        DataPath::Auto | DataPath::Userspace => None,
+        DataPath::Splice => Some(SplicePath::Pipe),
+        DataPath::Kernel => shared.kernel.clone().map(SplicePath::Kernel),
+    }
 }
 
 /// The inspectors of a connection's two directions: the route's policy where it inspects that
