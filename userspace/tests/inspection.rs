@@ -13,7 +13,7 @@ use support::client::{HandshakeRequest, RawClient};
 use support::frame::{self, FrameSpec, RSV1};
 use support::metrics::{scrape, scrape_until};
 use support::proxy::{free_addr, Proxy};
-use support::upstream::{Behavior, Upstream};
+use support::upstream::{Behavior, Event, Upstream};
 
 const XSS_REASON: &str = "Policy violation: XSS detected";
 const SQLI_REASON: &str = "Policy violation: SQL injection detected";
@@ -256,6 +256,61 @@ async fn compressed_xss_is_inflated_with_the_connections_context_and_blocked() {
     assert_eq!(delivered, sent);
 }
 
+/// `message` as `pieces` frames: the first with RSV1, each continuation with `continuation_rsv`.
+fn compressed_fragments(message: &[u8], pieces: usize, continuation_rsv: u8) -> Vec<u8> {
+    let size = message.len().div_ceil(pieces);
+    let chunks: Vec<&[u8]> = message.chunks(size).collect();
+    let last = chunks.len() - 1;
+    chunks
+        .iter()
+        .enumerate()
+        .flat_map(|(i, chunk)| {
+            let (opcode, rsv) = match i {
+                0 => (frame::TEXT, RSV1),
+                _ => (frame::CONTINUATION, continuation_rsv),
+            };
+            FrameSpec::new(opcode, chunk.to_vec())
+                .rsv(rsv)
+                .fin(i == last)
+                .encode()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn compressed_xss_split_across_fragments_and_tcp_writes_is_blocked() {
+    let (upstream, _proxy, mut client) = deflate_session().await;
+    let attack = Deflater::new().compress(b"<script>alert(document.cookie)</script>");
+    client
+        .send_chunked(
+            &compressed_fragments(&attack, 3, 0),
+            2,
+            Duration::from_millis(1),
+        )
+        .await
+        .expect("send the fragments");
+    client.expect_close_reason(1008, XSS_REASON).await;
+    upstream.wait_for_close_or_eof().await;
+    assert_eq!(upstream.messages(), []);
+    assert!(
+        upstream.frames().iter().all(|f| f.opcode == frame::CLOSE),
+        "{:?}",
+        upstream.frames()
+    );
+}
+
+#[tokio::test]
+async fn rsv1_on_a_continuation_frame_is_refused_with_1002() {
+    let (upstream, _proxy, mut client) = deflate_session().await;
+    let message = Deflater::new().compress(WARM_UP.as_bytes());
+    client
+        .send_offending(&compressed_fragments(&message, 2, RSV1))
+        .await;
+    client.expect_close(1002).await;
+    upstream.wait_for_close_or_eof().await;
+    assert_eq!(upstream.messages(), []);
+}
+
 #[tokio::test]
 async fn decompression_bomb_closes_1009_and_is_not_forwarded() {
     let (upstream, _proxy, mut client) = deflate_session().await;
@@ -290,6 +345,61 @@ async fn detect_only_mode_forwards_the_attack_and_audits_it() {
     assert_eq!(event["action"], "detect-only", "{event}");
     assert_eq!(event["tag"], "ws-xss", "{event}");
     assert_eq!(event["route"], "ws-detect", "{event}");
+}
+
+#[tokio::test]
+async fn xss_from_the_upstream_is_not_delivered_on_a_route_inspecting_both_ways() {
+    let upstream = Upstream::start(Behavior {
+        after_101: FrameSpec::text("<script>alert(1)</script>")
+            .unmasked()
+            .encode(),
+        ..Behavior::default()
+    })
+    .await;
+    let proxy = Proxy::start_inspected(upstream.addr, None).await;
+    let mut client = RawClient::connect(proxy.addr, "/ws-both").await;
+    let (before, close) = client.read_until_close_frame().await;
+    assert_eq!(
+        before,
+        [],
+        "nothing of the upstream's message reaches the client"
+    );
+    assert_eq!(close.close_code(), Some(1014), "{close:?}");
+    upstream
+        .wait_for("the proxy's Close", |events| {
+            events
+                .iter()
+                .any(|(_, e)| matches!(e, Event::Frame(f) if f.opcode == frame::CLOSE))
+        })
+        .await;
+    let to_upstream = upstream
+        .frames()
+        .into_iter()
+        .find(|f| f.opcode == frame::CLOSE)
+        .expect("a Close");
+    assert_eq!(to_upstream.close_code(), Some(1008));
+    assert_eq!(&to_upstream.payload[2..], XSS_REASON.as_bytes());
+}
+
+#[tokio::test]
+async fn a_reload_changes_the_policy_of_new_connections_only() {
+    let (_upstream, proxy) = start().await;
+    let attack = "<script>alert(1)</script>";
+    let mut old = RawClient::connect(proxy.addr, "/ws-detect").await;
+    old.send(&FrameSpec::text(attack)).await;
+    assert_eq!(old.read_message().await.1, attack.as_bytes());
+
+    let config = std::fs::read_to_string(proxy.config_path()).expect("read the config");
+    let blocking = config.replacen(r#"agents "detector""#, r#"agents "inspector""#, 1);
+    assert_ne!(config, blocking);
+    proxy.reload_with(&blocking);
+    proxy.wait_for_log_lines("configuration reloaded", 1).await;
+
+    let mut new = RawClient::connect(proxy.addr, "/ws-detect").await;
+    new.send(&FrameSpec::text(attack)).await;
+    new.expect_close_reason(1008, XSS_REASON).await;
+    old.send(&FrameSpec::text(attack)).await;
+    assert_eq!(old.read_message().await.1, attack.as_bytes());
 }
 
 #[tokio::test]

@@ -11,7 +11,9 @@ use tempfile::NamedTempFile;
 
 use super::http;
 
-const READY_LIMIT: Duration = Duration::from_secs(10);
+/// Bound of a start or a reload: compiling the inspection rules takes seconds in a debug build,
+/// and more on a loaded 2-core machine.
+const READY_LIMIT: Duration = Duration::from_secs(30);
 const READY_POLL: Duration = Duration::from_millis(20);
 const LOG_TAIL_BYTES: u64 = 12 * 1024;
 const LOG_LIMIT_BYTES: u64 = 16 << 20;
@@ -87,6 +89,7 @@ pub const CHAT_SCHEMA: &str = r#"{
 /// - `/ws-rate`: at most 5 messages per second with a burst of 5;
 /// - `/ws-schema`: text messages must match the JSON Schema at `schema`;
 /// - `/ws-msgpack`: binary messages must be MessagePack, and their strings are inspected;
+/// - `/ws-both`: the default detections on messages both ways;
 /// - `/ws` without inspection.
 ///
 /// `metrics` adds the Prometheus endpoint on that address.
@@ -110,6 +113,7 @@ pub fn inspected_config(
         route("ws-rate", "limiter"),
         route("ws-schema", "validator"),
         route("ws-msgpack", "msgpack"),
+        route("ws-both", "both-ways"),
     ]
     .join(
         "
@@ -135,6 +139,7 @@ agents {{
     agent "limiter" {{ type "websocket-inspector"; max-messages-per-sec 5; rate-limit-burst 5 }}
     agent "validator" {{ type "websocket-inspector"; json-schema "{schema}" }}
     agent "msgpack" {{ type "websocket-inspector"; msgpack-validation #true; inspect-binary #true }}
+    agent "both-ways" {{ type "websocket-inspector"; direction "both" }}
 }}
 observability {{ {metrics}logging {{ level "debug"; format "text" }} }}
 "#
@@ -308,9 +313,10 @@ impl Proxy {
         self.config.path()
     }
 
-    /// Wait (bounded by `IO_TIMEOUT`) until `count` log lines contain `needle`; those lines.
+    /// Wait (bounded by `READY_LIMIT`, as a reload may be the awaited event) until `count` log
+    /// lines contain `needle`; those lines.
     pub async fn wait_for_log_lines(&self, needle: &str, count: usize) -> Vec<String> {
-        let deadline = tokio::time::Instant::now() + super::IO_TIMEOUT;
+        let deadline = tokio::time::Instant::now() + READY_LIMIT;
         loop {
             let lines: Vec<String> = self
                 .log()

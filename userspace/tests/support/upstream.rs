@@ -41,9 +41,11 @@ pub struct Behavior {
     pub after_101: Vec<u8>,
     /// End the TCP connection (without a Close) once `after_101` is written.
     pub hang_up_after_101: bool,
-    /// Accept a `permessage-deflate` offer (without parameters: both windows 15 bits, with
-    /// context takeover). Compressed messages are echoed as they came, RSV1 included: the
-    /// echo's history equals the client's, so its inflater can follow.
+    /// Accept the first `permessage-deflate` offer, agreeing to its valued parameters (window
+    /// bits, no-context-takeover flags) and leaving out a bare `client_max_window_bits`.
+    /// Compressed messages are echoed as they came, RSV1 included; with context takeover and
+    /// equal window sizes both ways (what clients offer by default) the echo's compression
+    /// history equals the client's, so the client's inflater can follow.
     pub accept_deflate: bool,
 }
 
@@ -287,16 +289,16 @@ async fn upgrade(conn: &mut Conn, head: &RequestHead, behavior: &Behavior) -> st
             return Err(std::io::Error::other("upgrade refused on purpose"));
         }
     };
-    let offered_deflate = head
-        .headers
-        .iter()
-        .filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-extensions"))
-        .flat_map(|(_, v)| v.split(','))
-        .any(|offer| offer.split(';').next().unwrap_or("").trim() == "permessage-deflate");
-    let extensions = if behavior.accept_deflate && offered_deflate {
-        "Sec-WebSocket-Extensions: permessage-deflate\r\n"
-    } else {
-        ""
+    let extensions = match deflate_offer(&head.headers) {
+        Some(offer) if behavior.accept_deflate => {
+            let agreed: Vec<&str> = offer
+                .split(';')
+                .map(str::trim)
+                .filter(|param| *param != "client_max_window_bits")
+                .collect();
+            format!("Sec-WebSocket-Extensions: {}\r\n", agreed.join("; "))
+        }
+        _ => String::new(),
     };
     let mut answer = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n{extensions}\r\n"
@@ -304,6 +306,16 @@ async fn upgrade(conn: &mut Conn, head: &RequestHead, behavior: &Behavior) -> st
     .into_bytes();
     answer.extend_from_slice(&behavior.after_101);
     conn.write_all(&answer).await
+}
+
+/// The client's first `permessage-deflate` offer (name and parameters), if any.
+fn deflate_offer(headers: &[(String, String)]) -> Option<&str> {
+    headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-extensions"))
+        .flat_map(|(_, v)| v.split(','))
+        .map(str::trim)
+        .find(|offer| offer.split(';').next().unwrap_or("").trim() == "permessage-deflate")
 }
 
 /// Whether `bytes` hold a Close frame among whole frames.
