@@ -1,4 +1,5 @@
-//! Developer tasks: `cargo xtask run [-- ARGS]` builds Frameguard and starts it.
+//! Developer tasks: `cargo xtask run [-- ARGS]` builds Frameguard and starts it;
+//! `cargo xtask build-ebpf` builds the sockmap verdict program (nightly + bpf-linker).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,7 +22,11 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Build the eBPF object (ebpf/) with the nightly toolchain and bpf-linker.
+    BuildEbpf,
 }
+
+include!("../../ebpf/build_object.rs");
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -34,8 +39,23 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or(root.join("target"), PathBuf::from)
+}
+
+/// The same place userspace/build.rs builds it, so the proxy build finds it done.
+fn build_ebpf(root: &Path) -> Result<PathBuf, String> {
+    build_ebpf_object(root, &target_dir(root).join("frameguard-ebpf"))
+}
+
 fn run_proxy(args: &[String]) -> anyhow::Result<()> {
     let root = workspace_root();
+    if let Err(reason) = build_ebpf(&root) {
+        eprintln!(
+            "warning: the eBPF object was not built, so `--data-path kernel` will be \
+             unavailable: {reason}"
+        );
+    }
     let status = cargo()
         .current_dir(&root)
         .args([
@@ -51,9 +71,7 @@ fn run_proxy(args: &[String]) -> anyhow::Result<()> {
     if !status.success() {
         bail!("building frameguard failed");
     }
-    let target_dir =
-        std::env::var_os("CARGO_TARGET_DIR").map_or(root.join("target"), PathBuf::from);
-    let binary = target_dir.join("release").join("frameguard");
+    let binary = target_dir(&root).join("release").join("frameguard");
     let status = Command::new(&binary)
         .arg("run")
         .args(args)
@@ -68,5 +86,10 @@ fn run_proxy(args: &[String]) -> anyhow::Result<()> {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
         Task::Run { args } => run_proxy(&args),
+        Task::BuildEbpf => {
+            let object = build_ebpf(&workspace_root()).map_err(anyhow::Error::msg)?;
+            println!("{}", object.display());
+            Ok(())
+        }
     }
 }
