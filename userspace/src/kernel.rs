@@ -664,7 +664,7 @@ impl SplicedDirection<'_> {
         // never come.
         let received_after = tcp_info(upstream_fd)?.tcpi_bytes_received;
         let redirected = self.connection_stats()?.redirected_bytes;
-        if received_after - received_before > redirected {
+        if received_after.saturating_sub(received_before) > redirected {
             self.attach_retries += 1;
             self.begin_detach(mark, Detach::Retry);
         } else {
@@ -677,7 +677,7 @@ impl SplicedDirection<'_> {
     fn over_budget(&self, mark: Mark) -> io::Result<bool> {
         let redirected = self.connection_stats()?.redirected_bytes;
         let (acked, _, _) = client_progress(self.client.as_raw_fd())?;
-        Ok(redirected.saturating_sub(acked - mark.acked) > self.path.inner.budget)
+        Ok(redirected.saturating_sub(acked.saturating_sub(mark.acked)) > self.path.inner.budget)
     }
 
     /// Take the upstream out of the verdict's map and record what was redirected.
@@ -725,9 +725,9 @@ impl SplicedDirection<'_> {
         };
         let (acked, written, state) = client_progress(self.client.as_raw_fd())?;
         let taken = if why == Detach::UpstreamEnded {
-            acked - mark.acked
+            acked.saturating_sub(mark.acked)
         } else {
-            written - mark.written
+            written.saturating_sub(mark.written)
         };
         if taken < redirected {
             if state != TCP_ESTABLISHED && state != TCP_CLOSE_WAIT {
