@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use frameguard_codec::CloseCode;
 use frameguard_config::{BuiltinHandler, DataPath, RouteAction};
 use frameguard_inspect::{DeflateParams, MessageDirection};
 use http::header::{self, HeaderValue};
@@ -29,7 +30,7 @@ use crate::metrics::{
     DataPathLabel, DirectionLabel, FrameLabels, Metrics, RouteDirection, UpstreamLabel,
 };
 use crate::relay::{self, Direction, DirectionMeters, Peer, RelaySettings, SplicePath};
-use crate::verdict::{AuditContext, EngineInspector, MessageInspector, PassThrough};
+use crate::verdict::{AuditContext, Decision, EngineInspector, MessageInspector, PassThrough};
 
 pub type Body = BoxBody<Bytes, hyper::Error>;
 
@@ -44,7 +45,7 @@ const RELAY_READ_BUFFER: usize = 64 * 1024;
 pub struct Worker {
     pub app: Arc<App>,
     pub shared: Arc<Shared>,
-    http_clients: Vec<Client<HttpConnector, Incoming>>,
+    http_clients: Vec<Client<HttpConnector, Body>>,
 }
 
 impl Worker {
@@ -144,7 +145,7 @@ async fn handle<S: ClientStream>(req: Request<Incoming>, conn: Arc<Connection>) 
             if handshake::wants_websocket(req.headers()) {
                 websocket::<S>(req, route_index, upstream, &conn).await
             } else {
-                proxy_http(req, upstream, &conn).await
+                proxy_http(req, route_index, upstream, &conn).await
             }
         }
     }
@@ -534,8 +535,21 @@ async fn open_upstream(
 }
 
 /// Forward a plain HTTP request to the upstream over the worker's pooled client.
-async fn proxy_http(req: Request<Incoming>, upstream: usize, conn: &Connection) -> Response<Body> {
+async fn proxy_http(
+    req: Request<Incoming>,
+    route_index: usize,
+    upstream: usize,
+    conn: &Connection,
+) -> Response<Body> {
     let app = &conn.worker.app;
+    let (parts, body) = req.into_parts();
+    // A route that inspects WebSocket messages inspects request bodies too: otherwise the same
+    // payload would pass over HTTP (socket.io's polling transport, for one).
+    let body = match inspect_http_body(app, route_index, conn, body).await {
+        Ok(body) => body,
+        Err(refusal) => return refusal,
+    };
+    let req = Request::from_parts(parts, body);
     let Some(lease) = app.upstreams[upstream].pick() else {
         return text(StatusCode::BAD_GATEWAY, "no healthy upstream target\n");
     };
@@ -565,6 +579,64 @@ async fn proxy_http(req: Request<Incoming>, upstream: usize, conn: &Connection) 
             text(StatusCode::BAD_GATEWAY, "upstream unavailable\n")
         }
     }
+}
+
+/// The request body to forward: as it came when the route inspects nothing, otherwise read
+/// whole (up to the route's max-message-size: 413 beyond) and judged like WebSocket messages,
+/// each engine.io packet (separated by 0x1e) on its own. A block answers 403.
+async fn inspect_http_body(
+    app: &Arc<App>,
+    route_index: usize,
+    conn: &Connection,
+    body: Incoming,
+) -> Result<Body, Response<Body>> {
+    let (Some(engine), Some(policy)) = (&app.engine, app.route_policies[route_index]) else {
+        return Ok(body.boxed());
+    };
+    if !engine.inspects(policy, MessageDirection::Inbound) {
+        return Ok(body.boxed());
+    }
+    let route = app.route(route_index);
+    let limit = route.websocket.max_message_size;
+    let bytes = match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            return Err(text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body too large\n",
+            ))
+        }
+    };
+    let events: Vec<frameguard_codec::Event> = bytes
+        .split(|&b| b == 0x1e)
+        .filter(|packet| !packet.is_empty())
+        .map(|packet| {
+            let payload = bytes.slice_ref(packet);
+            let opcode = match std::str::from_utf8(packet) {
+                Ok(_) => frameguard_codec::OpCode::Text,
+                Err(_) => frameguard_codec::OpCode::Binary,
+            };
+            frameguard_codec::Event::Message(frameguard_codec::Message {
+                opcode,
+                rsv: 0,
+                fragments: vec![payload.len()],
+                payload,
+            })
+        })
+        .collect();
+    let [mut inspector, _] = inspectors(app, route_index, &conn.worker.shared, conn.peer, None);
+    let mut decisions = Vec::with_capacity(events.len());
+    inspector.inspect(Direction::Inbound, &events, &mut decisions);
+    for decision in decisions {
+        if let Decision::Close(code, reason) = decision {
+            let status = match code {
+                CloseCode::TOO_BIG => StatusCode::PAYLOAD_TOO_LARGE,
+                _ => StatusCode::FORBIDDEN,
+            };
+            return Err(text(status, &format!("{reason}\n")));
+        }
+    }
+    Ok(Full::new(bytes).map_err(|never| match never {}).boxed())
 }
 
 /// Drop hop-by-hop headers from a response before relaying it.

@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 use frameguard_codec::{CloseCode, Event, OpCode, RSV1};
@@ -48,8 +48,9 @@ pub struct AuditContext {
 }
 
 thread_local! {
-    /// Hyperscan scratch of this worker thread, for the engine it was allocated from.
-    static SCRATCH: RefCell<Option<(usize, Scratch)>> = const { RefCell::new(None) };
+    /// Hyperscan scratch of this worker thread, one per live engine (a reload makes a new
+    /// engine while connections on the old one go on).
+    static SCRATCH: RefCell<Vec<(Weak<Engine>, Scratch)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Runs one direction of a connection through the engine. Both directions of a connection
@@ -63,13 +64,23 @@ pub struct EngineInspector {
 
 impl EngineInspector {
     fn with_scratch<R>(&self, f: impl FnOnce(&mut Scratch) -> R) -> Option<R> {
-        let key = Arc::as_ptr(&self.engine) as usize;
-        SCRATCH.with(|slot| {
-            let mut slot = slot.borrow_mut();
-            if slot.as_ref().is_none_or(|(owner, _)| *owner != key) {
-                *slot = Some((key, self.engine.alloc_scratch().ok()?));
-            }
-            slot.as_mut().map(|(_, scratch)| f(scratch))
+        SCRATCH.with(|slots| {
+            let mut slots = slots.borrow_mut();
+            // A Weak that no longer upgrades belongs to a freed engine, whose address a new
+            // engine may reuse: drop those before comparing.
+            slots.retain(|(engine, _)| engine.strong_count() > 0);
+            let index = match slots
+                .iter()
+                .position(|(engine, _)| std::ptr::eq(engine.as_ptr(), Arc::as_ptr(&self.engine)))
+            {
+                Some(index) => index,
+                None => {
+                    let scratch = self.engine.alloc_scratch().ok()?;
+                    slots.push((Arc::downgrade(&self.engine), scratch));
+                    slots.len() - 1
+                }
+            };
+            Some(f(&mut slots[index].1))
         })
     }
 
