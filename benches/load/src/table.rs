@@ -2,8 +2,9 @@
 //! its `run` and `idle` calls printed. Ratios compare configurations measured in the same run.
 //!
 //! Configurations are told apart by the `config` tag; `direct`, `nginx`, `nginx-64k` and
-//! `fg-on` are the names the ratios and the targets refer to. Records tagged `group=half-load`
-//! are the rate-limited latency runs.
+//! `fg-on` are the names the ratios and the targets refer to. Open-loop runs (`--rate`) are
+//! grouped by their `group` tag (`half-load` is the one the latency target is about) and
+//! compared with the direct run of the same group.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -105,8 +106,8 @@ fn config_of(tags: &BTreeMap<String, String>) -> &str {
     tags.get("config").map_or("?", String::as_str)
 }
 
-fn is_half_load(run: &RunReport) -> bool {
-    run.tags.get("group").map(String::as_str) == Some(HALF_LOAD_GROUP)
+fn group_of(run: &RunReport) -> &str {
+    run.tags.get("group").map_or("", String::as_str)
 }
 
 /// Matrix runs by case, cases in the order first measured, configurations in run order.
@@ -114,7 +115,7 @@ fn matrix(records: &[Record]) -> Vec<(CaseKey, Vec<&RunReport>)> {
     let mut cases: Vec<(CaseKey, Vec<&RunReport>)> = Vec::new();
     for record in records {
         let Record::Run(run) = record else { continue };
-        if is_half_load(run) {
+        if run.rate.is_some() {
             continue;
         }
         let key = CaseKey::of(run);
@@ -141,14 +142,19 @@ pub fn render(records: &[Record]) -> String {
         })
         .collect();
     render_matrix(&mut out, &cases, &unavailable);
-    let half_load: Vec<&RunReport> = records
+    let open_loop: Vec<&RunReport> = records
         .iter()
         .filter_map(|r| match r {
-            Record::Run(run) if is_half_load(run) => Some(run.as_ref()),
+            Record::Run(run) if run.rate.is_some() => Some(run.as_ref()),
             _ => None,
         })
         .collect();
-    render_half_load(&mut out, &half_load);
+    render_open_loop(&mut out, &open_loop);
+    let half_load: Vec<&RunReport> = open_loop
+        .iter()
+        .copied()
+        .filter(|run| group_of(run) == HALF_LOAD_GROUP)
+        .collect();
     let idle: Vec<&IdleReport> = records
         .iter()
         .filter_map(|r| match r {
@@ -221,30 +227,36 @@ fn render_matrix(
     render_problems(out, &problems);
 }
 
-fn render_half_load(out: &mut String, runs: &[&RunReport]) {
+fn render_open_loop(out: &mut String, runs: &[&RunReport]) {
     if runs.is_empty() {
         return;
     }
-    out.push_str("\n## Latency at half of the maximum load\n\n");
+    out.push_str("\n## Latency at a fixed rate\n\n");
     out.push_str(
-        "Open loop at a fixed rate (half of Frameguard's full-inspection maximum in the same \
-         case), latency from the actual send.\n\n",
+        "Open loop: each connection sends its share of the offered rate on a fixed schedule, \
+         whatever the answers; latency from the actual send. `half-load` = half of Frameguard's \
+         full-inspection maximum of 100 conns × 64 B × p16 in this run; `tenth-load` = a tenth. \
+         Sent late = messages sent over 1 ms behind schedule (the generator or the pipeline cap \
+         held them back); a proxy that cannot keep up shows as seconds of latency.\n\n",
     );
     out.push_str(
-        "| case | config | offered msgs/s | achieved msgs/s | p50 µs | p99 µs | p99.9 µs \
+        "| load | case | config | offered msgs/s | achieved msgs/s | p50 µs | p99 µs | p99.9 µs \
          | added p99 over direct µs | sent late | errors |\n",
     );
-    out.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n");
-    let direct = find(runs, DIRECT);
+    out.push_str("|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n");
     let mut problems = Vec::new();
     for run in runs {
         let config = config_of(&run.tags);
+        let group = group_of(run);
+        let direct = runs
+            .iter()
+            .find(|r| config_of(&r.tags) == DIRECT && group_of(r) == group);
         let added = direct.map_or("–".to_owned(), |d| {
             format!("{:.0}", run.latency_us.p99 - d.latency_us.p99)
         });
         let _ = writeln!(
             out,
-            "| {} | {config} | {} | {} | {:.0} | {:.0} | {:.0} | {added} | {} | {} |",
+            "| {group} | {} | {config} | {} | {} | {:.0} | {:.0} | {:.0} | {added} | {} | {} |",
             CaseKey::of(run).label(),
             group_thousands(run.rate.unwrap_or(0.0)),
             group_thousands(run.recv_msgs_per_sec),
@@ -255,7 +267,7 @@ fn render_half_load(out: &mut String, runs: &[&RunReport]) {
             run.errors + run.connect_failures,
         );
         if let Some(error) = &run.first_error {
-            problems.push(format!("{config}: {error}"));
+            problems.push(format!("{group} / {config}: {error}"));
         }
     }
     render_problems(out, &problems);
@@ -521,6 +533,34 @@ mod tests {
     }
 
     #[test]
+    fn open_loop_groups_compare_with_their_own_direct_run() {
+        let mut tenth_direct = run(DIRECT, 100, 10_000.0, 60.0);
+        tenth_direct
+            .tags
+            .insert("group".into(), "tenth-load".into());
+        tenth_direct.rate = Some(10_000.0);
+        let mut tenth_fg = run(INSPECTED, 100, 10_000.0, 75.0);
+        tenth_fg.tags.insert("group".into(), "tenth-load".into());
+        tenth_fg.rate = Some(10_000.0);
+        let records = vec![
+            Record::Run(Box::new(half_load(
+                run(DIRECT, 100, 50_000.0, 100.0),
+                50_000.0,
+            ))),
+            Record::Run(Box::new(tenth_direct)),
+            Record::Run(Box::new(tenth_fg)),
+        ];
+        let markdown = render(&records);
+        let tenth = line_with(&markdown, "| tenth-load | 100 conns × 64 B × p16 | fg-on |");
+        assert!(
+            tenth.contains("| 10,000 | 10,000 | 38 | 75 | 150 | 15 |"),
+            "{tenth}"
+        );
+        // Only half-load runs count for the target.
+        assert!(line_with(&markdown, "Added p99").contains("not measured"));
+    }
+
+    #[test]
     fn half_load_reports_added_p99_and_the_target() {
         let records = vec![
             Record::Run(Box::new(half_load(
@@ -533,14 +573,17 @@ mod tests {
             ))),
         ];
         let markdown = render(&records);
-        let fg = line_with(&markdown, "| fg-on | 50,000 | 50,000 |");
+        let fg = line_with(
+            &markdown,
+            "| half-load | 100 conns × 64 B × p16 | fg-on | 50,000 | 50,000 |",
+        );
         assert!(fg.contains("| 40 |"), "{fg}");
         let target = line_with(&markdown, "Added p99");
         assert!(
             target.contains("40 µs") && target.ends_with("met"),
             "{target}"
         );
-        // Half-load runs are not rows of the throughput table.
+        // Open-loop runs are not rows of the throughput table.
         assert_eq!(markdown.matches("| fg-on |").count(), 1, "{markdown}");
     }
 
