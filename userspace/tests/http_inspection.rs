@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::proxy::{inspected_config, Proxy, CHAT_SCHEMA};
+use support::proxy::Proxy;
 use support::upstream::Upstream;
 
 fn polling_post(proxy: &Proxy, body: &str) -> Vec<u8> {
@@ -21,26 +21,38 @@ fn polling_post(proxy: &Proxy, body: &str) -> Vec<u8> {
 #[tokio::test]
 async fn attacks_over_socketio_polling_get_403_and_never_reach_the_upstream() {
     let upstream = Upstream::echo().await;
-    let schema = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(schema.path(), CHAT_SCHEMA).unwrap();
-    let proxy =
-        Proxy::start_with(|listen| inspected_config(listen, upstream.addr, schema.path(), None)).await;
+    let proxy = Proxy::start_inspected(upstream.addr, None).await;
 
     let benign = "42[\"chat\",\"see you at 5; bring snacks | drinks\"]\u{1e}2";
-    let response = support::http::request(proxy.addr, &polling_post(&proxy, benign)).await.unwrap();
+    let response = support::http::request(proxy.addr, &polling_post(&proxy, benign))
+        .await
+        .unwrap();
     assert_eq!(response.status, 200, "{}", proxy.log_tail());
 
     for attack in [
         "42[\"chat\",\"<img src=x onerror=alert(1)>\"]",
         "2\u{1e}42[\"chat\",\"1' UNION/**/SELECT password FROM users--\"]",
     ] {
-        let response = support::http::request(proxy.addr, &polling_post(&proxy, attack)).await.unwrap();
+        let response = support::http::request(proxy.addr, &polling_post(&proxy, attack))
+            .await
+            .unwrap();
         assert_eq!(response.status, 403, "{attack}");
-        assert!(response.body_text().starts_with("Policy violation"), "{}", response.body_text());
+        assert!(
+            response.body_text().starts_with("Policy violation"),
+            "{}",
+            response.body_text()
+        );
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let bodies: Vec<String> =
-        upstream.requests().iter().map(|(_, body)| String::from_utf8_lossy(body).into_owned()).collect();
-    assert_eq!(bodies.len(), 1, "only the benign request is forwarded: {bodies:?}");
+    let bodies: Vec<String> = upstream
+        .requests()
+        .iter()
+        .map(|(_, body)| String::from_utf8_lossy(body).into_owned())
+        .collect();
+    assert_eq!(
+        bodies.len(),
+        1,
+        "only the benign request is forwarded: {bodies:?}"
+    );
     assert!(bodies[0].contains("bring snacks"));
 }

@@ -1,6 +1,7 @@
-// The socket.io chat server of the Wallarm scenario, as the proxy's upstream: listens on
-// 127.0.0.1 (port 0), echoes every `chat` event back to its sender, and reports on stdout, one
-// JSON line each: {"port"}, {"connected"}, {"received": message}, {"disconnected": reason}.
+// The socket.io chat server of the Wallarm scenario (polling and WebSocket transports), as the
+// proxy's upstream: listens on 127.0.0.1 (port 0), echoes every `chat` event back to its
+// sender, and reports on stdout, one JSON line each: {"port"}, {"connected"},
+// {"received": message}, {"disconnected": reason}.
 // Exits when its stdin closes (the test is over).
 'use strict';
 
@@ -9,7 +10,7 @@ const { Server } = require('socket.io');
 
 const report = (event) => console.log(JSON.stringify(event));
 const httpServer = createServer();
-const io = new Server(httpServer, { transports: ['websocket'] });
+const io = new Server(httpServer, { transports: ['polling', 'websocket'] });
 
 io.on('connection', (socket) => {
   report({ connected: socket.id });

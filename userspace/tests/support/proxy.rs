@@ -90,6 +90,7 @@ pub const CHAT_SCHEMA: &str = r#"{
 /// - `/ws-schema`: text messages must match the JSON Schema at `schema`;
 /// - `/ws-msgpack`: binary messages must be MessagePack, and their strings are inspected;
 /// - `/ws-both`: the default detections on messages both ways;
+/// - `/ws-chat`: the default policy (text messages inbound, binary ones not inspected);
 /// - `/ws` without inspection.
 ///
 /// `metrics` adds the Prometheus endpoint on that address.
@@ -114,6 +115,7 @@ pub fn inspected_config(
         route("ws-schema", "validator"),
         route("ws-msgpack", "msgpack"),
         route("ws-both", "both-ways"),
+        route("ws-chat", "chat"),
     ]
     .join(
         "
@@ -140,6 +142,7 @@ agents {{
     agent "validator" {{ type "websocket-inspector"; json-schema "{schema}" }}
     agent "msgpack" {{ type "websocket-inspector"; msgpack-validation #true; inspect-binary #true }}
     agent "both-ways" {{ type "websocket-inspector"; direction "both" }}
+    agent "chat" {{ type "websocket-inspector" }}
 }}
 observability {{ {metrics}logging {{ level "debug"; format "text" }} }}
 "#
