@@ -211,14 +211,20 @@ impl Deflater {
 }
 
 async fn deflate_session() -> (Upstream, Proxy, RawClient) {
+    deflate_session_on("/ws-inspected", Vec::new()).await
+}
+
+/// A permessage-deflate connection on `path` whose upstream sends `after_101` first.
+async fn deflate_session_on(path: &str, after_101: Vec<u8>) -> (Upstream, Proxy, RawClient) {
     let upstream = Upstream::start(Behavior {
         accept_deflate: true,
+        after_101,
         ..Behavior::default()
     })
     .await;
     let proxy = Proxy::start_inspected(upstream.addr, None).await;
-    let request = HandshakeRequest::new("/ws-inspected")
-        .header("Sec-WebSocket-Extensions", "permessage-deflate");
+    let request =
+        HandshakeRequest::new(path).header("Sec-WebSocket-Extensions", "permessage-deflate");
     let client = RawClient::handshake(proxy.addr, &request)
         .await
         .unwrap_or_else(|resp| panic!("handshake refused: {resp:?}"));
@@ -379,6 +385,36 @@ async fn xss_from_the_upstream_is_not_delivered_on_a_route_inspecting_both_ways(
         .expect("a Close");
     assert_eq!(to_upstream.close_code(), Some(1008));
     assert_eq!(&to_upstream.payload[2..], XSS_REASON.as_bytes());
+}
+
+#[tokio::test]
+async fn compressed_xss_from_the_upstream_is_inflated_and_not_delivered() {
+    let mut deflater = Deflater::new();
+    let mut after_101 = FrameSpec::new(frame::TEXT, deflater.compress(WARM_UP.as_bytes()))
+        .rsv(RSV1)
+        .unmasked()
+        .encode();
+    let attack = deflater.compress(b"<img src=x onerror=alert(1)>");
+    after_101.extend(
+        FrameSpec::new(frame::TEXT, attack)
+            .rsv(RSV1)
+            .unmasked()
+            .encode(),
+    );
+    let (upstream, _proxy, mut client) = deflate_session_on("/ws-both", after_101).await;
+    let (before, close) = client.read_until_close_frame().await;
+    let delivered: Vec<&[u8]> = before.iter().map(|f| f.payload.as_slice()).collect();
+    let warm_up = Deflater::new().compress(WARM_UP.as_bytes());
+    assert_eq!(delivered, [warm_up.as_slice()], "only the benign message");
+    assert_eq!(close.close_code(), Some(1014), "{close:?}");
+    upstream
+        .wait_for("the proxy's Close", |events| {
+            events
+                .iter()
+                .any(|(_, e)| matches!(e, Event::Frame(f) if f.opcode == frame::CLOSE))
+        })
+        .await;
+    assert_eq!(upstream.close_codes(), [Some(1008)]);
 }
 
 #[tokio::test]

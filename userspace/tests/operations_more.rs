@@ -193,6 +193,17 @@ async fn route_wide_connection_limit_refuses_every_address_with_503() {
     }
 }
 
+#[tokio::test]
+async fn a_reload_does_not_reset_the_connection_limit() {
+    let upstream = Upstream::echo().await;
+    let proxy = Proxy::start(upstream.addr).await;
+    let _first = RawClient::connect(proxy.addr, "/ws-capped").await;
+    let _second = RawClient::connect(proxy.addr, "/ws-capped").await;
+    proxy.reload_with(&std::fs::read_to_string(proxy.config_path()).expect("read the config"));
+    proxy.wait_for_log_lines("configuration reloaded", 1).await;
+    assert_eq!(status_of(&proxy, "/ws-capped").await, 503);
+}
+
 async fn echo_once(client: &mut RawClient, text: &str) {
     client.send(&FrameSpec::text(text)).await;
     assert_eq!(
