@@ -117,7 +117,6 @@ async fn benign_messages_with_shell_and_sql_characters_pass() {
         "she said \"select a seat\" and left",
         "a < b && b > c, isn't it?",
         r#"{"q":"a;b|c","note":"it's \"fine\""}"#,
-        "price: $5 (or less) -- today only",
         "1 OR 2 apples; choose one",
     ];
     for message in benign {
@@ -131,6 +130,23 @@ async fn benign_messages_with_shell_and_sql_characters_pass() {
     let delivered: Vec<Vec<u8>> = upstream.messages().into_iter().map(|m| m.1).collect();
     let sent: Vec<&[u8]> = benign.iter().map(|m| m.as_bytes()).collect();
     assert_eq!(delivered, sent);
+}
+
+#[tokio::test]
+async fn benign_text_with_or_and_a_double_dash_passes() {
+    // Plain English that shares `or` and `--` with `' or 1=1 --`, without quote or comparison.
+    let (upstream, proxy) = start().await;
+    let mut client = RawClient::connect(proxy.addr, "/ws-inspected").await;
+    let message = "price: $5 (or less) -- today only";
+    client.send(&FrameSpec::text(message)).await;
+    assert_eq!(
+        client.read_message().await,
+        (frame::TEXT, message.as_bytes().to_vec())
+    );
+    assert_eq!(
+        upstream.messages(),
+        [(frame::TEXT, message.as_bytes().to_vec())]
+    );
 }
 
 /// The text message `pieces.concat()` as one fragment per piece.
