@@ -104,7 +104,9 @@ impl Pipe {
 }
 
 fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
-    let flags = libc::SPLICE_F_NONBLOCK | libc::SPLICE_F_MOVE | libc::SPLICE_F_MORE;
+    // No SPLICE_F_MORE: data corked on an idle connection would wait for an ACK that never
+    // comes.
+    let flags = libc::SPLICE_F_NONBLOCK | libc::SPLICE_F_MOVE;
     // SAFETY: both are open descriptors and null offsets mean "current position" (required for
     // sockets and pipes).
     let n = unsafe {
@@ -117,6 +119,16 @@ fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
             flags,
         )
     };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+fn send(fd: RawFd, bytes: &[u8], flags: libc::c_int) -> io::Result<usize> {
+    // SAFETY: `bytes` is a valid buffer of the given length.
+    let n = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), flags) };
     if n < 0 {
         Err(io::Error::last_os_error())
     } else {
@@ -266,7 +278,20 @@ impl<'a> SpliceRelay<'a> {
             };
         }
         if self.written < self.pending.len() {
-            return match self.client.try_write(&self.pending[self.written..]) {
+            // A header followed by a spliced payload goes out in the payload's segments (the
+            // splice that follows without MSG_MORE pushes both) instead of in a tiny packet.
+            let flags = libc::MSG_DONTWAIT
+                | libc::MSG_NOSIGNAL
+                | if self.wants_splice(pausing) {
+                    libc::MSG_MORE
+                } else {
+                    0
+                };
+            let (client, unsent) = (self.client.as_raw_fd(), &self.pending[self.written..]);
+            let sent = self
+                .client
+                .try_io(Interest::WRITABLE, || send(client, unsent, flags));
+            return match sent {
                 Ok(n) => {
                     self.written += n;
                     if self.written == self.pending.len() {
@@ -298,13 +323,19 @@ impl<'a> SpliceRelay<'a> {
                 ));
             }
         }
-        if self.cursor.payload_left >= SPLICE_MIN_PAYLOAD
-            || (pausing && self.large_frames && self.cursor.payload_left > 0)
-        {
+        if self.wants_splice(pausing) {
             self.splice_in()
         } else {
             self.read_in(pausing)
         }
+    }
+
+    /// The next bytes from upstream are a payload worth splicing (while pausing, the rest of a
+    /// large one).
+    fn wants_splice(&self, pausing: bool) -> bool {
+        !self.upstream_ended
+            && (self.cursor.payload_left >= SPLICE_MIN_PAYLOAD
+                || (pausing && self.large_frames && self.cursor.payload_left > 0))
     }
 
     fn splice_in(&mut self) -> io::Result<Step> {
