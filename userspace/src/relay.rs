@@ -126,9 +126,14 @@ struct Liveness {
     last_activity_ms: AtomicU64,
     /// Sequence number of the proxy's ping still waiting for its pong (0: none).
     awaiting_pong: AtomicU64,
+    /// An idle timeout is configured (otherwise activity is not worth a clock read).
+    tracks_idle: bool,
 }
 
 const KEEPALIVE_PREFIX: &[u8] = b"frameguard-keepalive-";
+
+/// First read buffer of a pump.
+const INITIAL_READ_RESERVE: usize = 2048;
 
 impl Liveness {
     fn touch(&self) {
@@ -243,6 +248,8 @@ struct Pump {
     decisions: Vec<Decision>,
     rng: StdRng,
     read_buffer: usize,
+    /// How much to reserve before the next read (grows towards `read_buffer`).
+    next_reserve: usize,
     stats: Arc<SharedStats>,
     meters: DirectionMeters,
     liveness: Arc<Liveness>,
@@ -256,12 +263,19 @@ impl Pump {
             if let Some(end) = self.forward(inspector, failure).await {
                 break end;
             }
-            if self.read_buf.capacity() - self.read_buf.len() < self.read_buffer / 2 {
-                self.read_buf.reserve(self.read_buffer);
+            // Start small so that idle connections stay cheap; a read that fills the buffer
+            // doubles the next one, up to `read_buffer`.
+            let spare = self.read_buf.capacity() - self.read_buf.len();
+            if spare < self.next_reserve / 2 {
+                self.read_buf.reserve(self.next_reserve);
             }
+            let spare = self.read_buf.capacity() - self.read_buf.len();
             match self.source.read_buf(&mut self.read_buf).await {
                 Ok(0) | Err(_) => break PumpEnd::Eof,
                 Ok(n) => {
+                    if n == spare {
+                        self.next_reserve = (self.next_reserve * 2).min(self.read_buffer);
+                    }
                     self.stats.bytes.fetch_add(n as u64, Ordering::Relaxed);
                     self.meters.bytes.inc_by(n as u64);
                 }
@@ -302,6 +316,7 @@ impl Pump {
         inspector.inspect(self.direction, &self.events, &mut self.decisions);
         let mut end = None;
         let mut close = None;
+        let mut saw_message = false;
         for (event, decision) in self.events.drain(..).zip(self.decisions.drain(..)) {
             if let Decision::Close(code, reason) = decision {
                 end = Some(PumpEnd::Violation { code, reason });
@@ -315,7 +330,7 @@ impl Pump {
                         .fetch_add(msg.fragments.len() as u64, Ordering::Relaxed);
                     self.meters.messages.inc();
                     self.meters.frame(msg.opcode, msg.fragments.len() as u64);
-                    self.liveness.touch();
+                    saw_message = true;
                     let (rng, direction) = (&mut self.rng, self.direction);
                     encode_message(&mut self.write_buf, msg, || Self::next_mask(rng, direction));
                 }
@@ -338,6 +353,9 @@ impl Pump {
                     }
                 }
             }
+        }
+        if saw_message && self.liveness.tracks_idle {
+            self.liveness.touch();
         }
         if !self.write_buf.is_empty() {
             let written = self
@@ -806,6 +824,7 @@ impl<'a> ConnectionParts<'a> {
                 started: Instant::now(),
                 last_activity_ms: AtomicU64::new(0),
                 awaiting_pong: AtomicU64::new(0),
+                tracks_idle: settings.idle_timeout.is_some(),
             }),
             stats: [Arc::default(), Arc::default()],
             meters,
@@ -839,6 +858,7 @@ impl<'a> ConnectionParts<'a> {
             decisions: Vec::new(),
             rng: StdRng::from_entropy(),
             read_buffer: self.settings.read_buffer,
+            next_reserve: INITIAL_READ_RESERVE.min(self.settings.read_buffer),
             stats: self.stats[direction as usize].clone(),
             meters,
             liveness: self.liveness.clone(),
