@@ -9,6 +9,7 @@ use hyperscan::CompileFlags;
 use crate::decode::decode_layers;
 use crate::decode::normalize::{normalize, traits, Layout};
 use crate::extract::{json, msgpack, socketio};
+use crate::rules::sql::SHAPE_WINDOW;
 use crate::rules::{Confirm, Family, View, Views, BUILTIN, CUSTOM_VIEWS};
 use crate::schema::{truncate_on_char_boundary, validate};
 use crate::{Finding, InspectionPolicy, Tag, MAX_EXCERPT};
@@ -76,7 +77,7 @@ impl Database {
         let mut patterns = Vec::new();
         let mut metas = Vec::new();
         for rule in BUILTIN {
-            let leftmost = rule.confirm != Confirm::None;
+            let leftmost = rule.confirm.needs_start();
             let mut flags = CompileFlags::CASELESS | CompileFlags::MULTILINE;
             if leftmost {
                 flags |= CompileFlags::SOM_LEFTMOST;
@@ -153,6 +154,9 @@ impl Database {
             views.segments.iter().for_each(|s| seen[s.message] = true);
             seen.iter().filter(|&&s| s).count()
         };
+        // The shape check reads a whole short segment, so its answer holds for every hit in it;
+        // Hyperscan reports in end-offset order, so remembering the last segment suffices.
+        let mut last_shape: Option<(usize, bool)> = None;
         let enabled = |meta: &PatternMeta| match meta.owner {
             Owner::Builtin(Family::Xss) => policy.xss_detection,
             Owner::Builtin(Family::Sqli) => policy.sqli_detection,
@@ -186,10 +190,21 @@ impl Database {
                     to - segment.start
                 };
                 let end = to - segment.start;
-                if !text.is_char_boundary(start)
-                    || !text.is_char_boundary(end)
-                    || !meta.confirm.check(text, start, end, segment.view)
-                {
+                if !text.is_char_boundary(start) || !text.is_char_boundary(end) {
+                    return Matching::Continue;
+                }
+                let cacheable = meta.confirm == Confirm::SqlShape && text.len() <= SHAPE_WINDOW;
+                let confirmed = match last_shape {
+                    Some((cached, verdict)) if cacheable && cached == index => verdict,
+                    _ => {
+                        let verdict = meta.confirm.check(text, start, end, segment.view);
+                        if cacheable {
+                            last_shape = Some((index, verdict));
+                        }
+                        verdict
+                    }
+                };
+                if !confirmed {
                     return Matching::Continue;
                 }
                 findings[segment.message] = Some(Finding {
@@ -475,7 +490,7 @@ mod tests {
             .iter()
             .filter_map(|rule| {
                 let mut flags = CompileFlags::CASELESS | CompileFlags::MULTILINE;
-                if rule.confirm != Confirm::None {
+                if rule.confirm.needs_start() {
                     flags |= CompileFlags::SOM_LEFTMOST;
                 }
                 let pattern = Pattern::with_flags(rule.expression, flags).ok()?;

@@ -63,8 +63,49 @@ pub fn event_handler(text: &str, start: usize, end: usize) -> bool {
     attribute_position && (broke_out || looks_like_script(&text[end..]))
 }
 
+/// Script URI schemes, read backwards from the colon with spaces between letters allowed
+/// (`java script:` is what `java&#x09;script:` normalizes to).
+const SCRIPT_SCHEMES: &[&str] = &["javascript", "vbscript", "livescript", "mocha"];
+
+/// Start of the scheme that ends at the colon before `end`, if it is a script scheme.
+fn script_scheme_start(text: &str, end: usize) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut i = end - 1; // the colon
+    let mut letters = Vec::with_capacity(12);
+    let mut first = None;
+    while i > 0 && letters.len() < 10 {
+        let b = bytes[i - 1];
+        if b.is_ascii_alphabetic() {
+            letters.push(b.to_ascii_lowercase());
+            first = Some(i - 1);
+        } else if b != b' '
+            || bytes
+                .get(i.wrapping_sub(2))
+                .is_none_or(|c| !c.is_ascii_alphabetic())
+        {
+            break;
+        }
+        i -= 1;
+        if let Some(start) = first {
+            let spelled: Vec<u8> = letters.iter().rev().copied().collect();
+            let boundary = start == 0 || !bytes[start - 1].is_ascii_alphanumeric();
+            if boundary
+                && SCRIPT_SCHEMES
+                    .iter()
+                    .any(|s| s.as_bytes() == spelled.as_slice())
+            {
+                return Some(start);
+            }
+        }
+    }
+    None
+}
+
 /// `javascript:` / `vbscript:` URIs; "I like javascript: it is fun" passes.
-pub fn script_uri(text: &str, start: usize, end: usize) -> bool {
+pub fn script_uri(text: &str, _start: usize, end: usize) -> bool {
+    let Some(start) = script_scheme_start(text, end) else {
+        return false;
+    };
     let after = &text[end..];
     if after.chars().next().is_some_and(|c| c != ' ') {
         return true;
@@ -164,6 +205,13 @@ mod tests {
 
     #[test]
     fn script_uris() {
+        let t = "<a href=j a v a script:alert(1)>";
+        let (s, e) = span(t, "j a v a script:");
+        assert!(script_uri(t, s, e));
+        let t = "my data: it is fine, not: that";
+        assert!(!script_uri(t, 0, t.find(':').unwrap() + 1));
+        let t = "xjavascript:alert(1)";
+        assert!(!script_uri(t, 0, t.find(':').unwrap() + 1));
         let t = "<a href=javascript:alert(1)>";
         let (s, e) = span(t, "javascript:");
         assert!(script_uri(t, s, e));

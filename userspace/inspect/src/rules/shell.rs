@@ -141,6 +141,29 @@ fn shell_shaped(command: &str, first: &str, args: &str) -> bool {
     command == "echo" && (args.contains('>') || args.contains('|'))
 }
 
+/// Reads back from the end of the command word over its path and one space to the separator
+/// (or the start of the text / a line).
+fn separator_before(text: &str, end: usize) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut i = end;
+    while i > 0
+        && (bytes[i - 1].is_ascii_alphanumeric()
+            || matches!(bytes[i - 1], b'_' | b'.' | b'~' | b'/' | b'-'))
+    {
+        i -= 1;
+    }
+    let word_start = i;
+    if i > 0 && bytes[i - 1] == b' ' {
+        i -= 1;
+    }
+    match i.checked_sub(1).map(|p| bytes[p]) {
+        None | Some(b'\n') => Some(word_start),
+        Some(b'(') if i >= 2 && bytes[i - 2] == b'$' => Some(i - 2),
+        Some(b';' | b'&' | b'|' | b'`' | b'\'' | b'"' | b'(' | b')' | b'@') => Some(i - 1),
+        _ => None,
+    }
+}
+
 fn separator_at(text: &str, start: usize) -> (Separator, usize) {
     if start > 0 && text.as_bytes()[start - 1] == b'\n' {
         return (Separator::Shell, start);
@@ -164,7 +187,10 @@ fn separator_at(text: &str, start: usize) -> (Separator, usize) {
 /// In the shell view, where quote/backslash tricks were removed, a command word that needed
 /// them is suspicious even at the start of the message; in the lines view every line start
 /// separates commands.
-pub fn chained_command(text: &str, start: usize, end: usize, view: View) -> bool {
+pub fn chained_command(text: &str, _start: usize, end: usize, view: View) -> bool {
+    let Some(start) = separator_before(text, end) else {
+        return false;
+    };
     let deobfuscated = view == View::Shell;
     let (mut separator, command_start) = separator_at(text, start);
     if view == View::Lines && separator == Separator::Start {

@@ -135,7 +135,29 @@ fn strong_operand(op: &Operand<'_>) -> bool {
 }
 
 /// `OR 1=1`, `' OR 'a'='a`, `AND 8=3`, `OR x=x`, `AND ascii(substr(user(),1,1))>64`.
-pub fn tautology(text: &str, start: usize, _end: usize) -> bool {
+/// The match ends at the comparison; the boolean operator is found by reading back.
+pub fn tautology(text: &str, _start: usize, end: usize) -> bool {
+    let window = floor_char_boundary(text, end.saturating_sub(160));
+    let bytes = text.as_bytes();
+    let operator_at = |i: usize| {
+        let word_start = i == 0 || !bytes[i - 1].is_ascii_alphanumeric() && bytes[i - 1] != b'_';
+        let rest = &bytes[i..end];
+        let word = ["or", "and", "xor", "having", "where", "when", "not"]
+            .iter()
+            .any(|w| {
+                rest.len() > w.len()
+                    && rest[..w.len()].eq_ignore_ascii_case(w.as_bytes())
+                    && !rest[w.len()].is_ascii_alphanumeric()
+            });
+        (word_start && word) || rest.starts_with(b"||") || rest.starts_with(b"&&")
+    };
+    (window..end)
+        .rev()
+        .any(|i| text.is_char_boundary(i) && operator_at(i) && tautology_at(text, i))
+        || sql_shape(text, 0, end)
+}
+
+fn tautology_at(text: &str, start: usize) -> bool {
     let tokens = tokenize(&text[start..], LOOKAHEAD);
     let mut pos = 1;
     let Some(lhs) = operand(&tokens, &mut pos) else {
@@ -170,8 +192,7 @@ pub fn tautology(text: &str, start: usize, _end: usize) -> bool {
     {
         return true;
     }
-    (quote_breakout_before(text, start) && (strong_operand(&lhs) || strong_operand(&rhs)))
-        || sql_shape(text, start, _end)
+    quote_breakout_before(text, start) && (strong_operand(&lhs) || strong_operand(&rhs))
 }
 
 /// The boolean operator directly follows a quote, digit or paren: the input closed a literal.
@@ -204,9 +225,22 @@ pub fn select_function(text: &str, _start: usize, end: usize) -> bool {
 }
 
 /// `admin'--`, `1') #`, `x"/*`: a quote that closes the application's literal, then a comment
-/// that cuts the rest of its query.
-pub fn quote_comment(text: &str, start: usize, end: usize) -> bool {
-    let quote = text.as_bytes()[start];
+/// that cuts the rest of its query. The quote is found by reading back from the marker.
+pub fn quote_comment(text: &str, _start: usize, end: usize) -> bool {
+    let bytes = text.as_bytes();
+    let marker_len = if bytes[..end].ends_with(b"#") { 1 } else { 2 };
+    let mut i = end - marker_len;
+    let skip = |i: &mut usize, set: &[u8]| {
+        while *i > 0 && set.contains(&bytes[*i - 1]) {
+            *i -= 1;
+        }
+    };
+    skip(&mut i, b" ;");
+    skip(&mut i, b" )");
+    if i == 0 || !matches!(bytes[i - 1], b'\'' | b'"' | b'`') {
+        return false;
+    }
+    let quote = bytes[i - 1];
     let count = text.bytes().filter(|&b| b == quote).count();
     if count % 2 == 0 {
         return false;
@@ -536,8 +570,16 @@ pub fn sql_evidence(text: &str, start: usize, _end: usize) -> bool {
 /// continuation of a literal the application opened (`admin' OR ...`), is nothing but SQL
 /// tokens with an injection anchor (a literal break-out, a trailing comment, a stacked
 /// statement). English words disqualify it.
-pub fn sql_shape(text: &str, _start: usize, _end: usize) -> bool {
-    let window = &text[..floor_char_boundary(text, text.len().min(512))];
+pub fn sql_shape(text: &str, _start: usize, end: usize) -> bool {
+    // Short strings (form fields, chat lines) are read whole; in long ones, the text around
+    // the hit.
+    let window = if text.len() <= SHAPE_WINDOW {
+        text
+    } else {
+        let from = floor_char_boundary(text, end.saturating_sub(SHAPE_WINDOW / 2));
+        let to = floor_char_boundary(text, (end + SHAPE_WINDOW / 2).min(text.len()));
+        &text[from..to]
+    };
     if shape_is_sql(window, false) {
         return true;
     }
@@ -563,6 +605,9 @@ fn is_contraction(after_quote: &str) -> bool {
         .iter()
         .any(|c| word.eq_ignore_ascii_case(c))
 }
+
+/// Bytes of text the shape check reads.
+pub const SHAPE_WINDOW: usize = 512;
 
 /// Literal or comment text that reads as prose (three or more words).
 fn is_prose(text: &str) -> bool {
@@ -717,7 +762,7 @@ fn leading_boolean(tokens: &[Token<'_>]) -> bool {
         Some(t) if t.kind == Kind::Var => compares,
         // `OR x=y`, `AND a.b LIKE 'c'`, not "and that = good".
         Some(t) if t.kind == Kind::Word => {
-            let identifier = t.text.len() <= 2
+            let identifier = t.text.len() == 1
                 || t.text.contains(['_', '.'])
                 || t.text.chars().any(|c| c.is_ascii_digit());
             compares && (identifier || rest.get(3).is_some_and(Token::is_literal))
@@ -783,6 +828,7 @@ mod tests {
     fn quote_comments_need_an_open_literal() {
         assert!(quote_comment("admin'--", 5, 8));
         assert!(quote_comment("1') #", 1, 5));
+        assert!(quote_comment("1'); --", 1, 7));
         assert!(!quote_comment("he said \"no\"-- and left", 11, 14));
         assert!(!quote_comment("'great'#blessed", 6, 8));
     }
