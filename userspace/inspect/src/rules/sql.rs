@@ -617,6 +617,22 @@ fn is_prose(text: &str) -> bool {
         >= 3
 }
 
+/// A token that reads as English: a literal of three or more words, or a comment of two or
+/// more real words ("-- today only"; injected comments are empty or filler such as `-- -a`).
+fn is_prose_token(kind: Kind, text: &str) -> bool {
+    match kind {
+        Kind::Comment => {
+            is_prose(text)
+                || text
+                    .split(|c: char| !c.is_alphanumeric())
+                    .filter(|w| w.len() >= 3 && w.chars().all(char::is_alphabetic))
+                    .count()
+                    >= 2
+        }
+        _ => is_prose(text),
+    }
+}
+
 fn shape_is_sql(text: &str, broke_out: bool) -> bool {
     let tokens = tokenize(text, 64);
     let call = |i: usize| tokens.get(i + 1).is_some_and(|n| n.kind == Kind::LParen);
@@ -635,9 +651,9 @@ fn shape_is_sql(text: &str, broke_out: bool) -> bool {
         })
     };
     let prose = |i: usize| {
-        tokens
-            .get(i)
-            .is_some_and(|t| matches!(t.kind, Kind::Str | Kind::Comment) && is_prose(t.text))
+        tokens.get(i).is_some_and(|t| {
+            matches!(t.kind, Kind::Str | Kind::Comment) && is_prose_token(t.kind, t.text)
+        })
     };
     let connector = |i: usize| {
         tokens
@@ -689,7 +705,7 @@ fn shape_is_sql(text: &str, broke_out: bool) -> bool {
                 sql_tokens += 1;
                 signals += 1;
             }
-            Kind::Str | Kind::Comment if is_prose(t.text) => english += 1,
+            Kind::Str | Kind::Comment if is_prose_token(t.kind, t.text) => english += 1,
             Kind::Op if broke_out && COMPARISON_OPS.contains(&t.text) => {
                 sql_tokens += 1;
                 signals += 1;
@@ -873,6 +889,7 @@ mod tests {
             "I'm not \"crazy\"; I'm curious.",
             "Wait, is it \"fantasy romance\" or fantasy & romance",
             "is it a pet #5",
+            "price: $5 (or less) -- today only",
         ] {
             assert!(!sql_shape(benign, 0, benign.len()), "{benign}");
         }
