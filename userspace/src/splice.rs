@@ -487,9 +487,7 @@ mod tests {
         assert_eq!(got.len(), stream.len());
         assert!(got == stream, "bytes differ");
         assert_eq!(totals.bytes(), stream.len() as u64);
-        // 50 frames of 70,000 and 50 of 5,000 bytes: most of that went through the pipe (the
-        // read that takes a run of small frames may take the start of a large one too).
-        // The spliced share depends on how reads fall on a loaded machine; that splicing
+        // 50 frames of 70,000 and 50 of 5,000 bytes. The spliced share depends on how reads fall on a loaded machine; that splicing
         // happens at all is what this checks.
         assert!(totals.spliced_bytes > 0, "{totals:?}");
     }
