@@ -487,8 +487,8 @@ mod tests {
         assert_eq!(got.len(), stream.len());
         assert!(got == stream, "bytes differ");
         assert_eq!(totals.bytes(), stream.len() as u64);
-        // 50 frames of 70,000 and 50 of 5,000 bytes. The spliced share depends on how reads fall on a loaded machine; that splicing
-        // happens at all is what this checks.
+        // 50 frames of 70,000 and 50 of 5,000 bytes. The spliced share depends on how reads
+        // fall on a loaded machine; that splicing happens at all is what this checks.
         assert!(totals.spliced_bytes > 0, "{totals:?}");
     }
 
