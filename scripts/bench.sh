@@ -110,6 +110,9 @@ configs=()
 # start_echo NAME FANOUT
 start_echo() {
     local out=$work/$1.out tries
+    # Created here: the background job opens its redirection asynchronously, so a sed run
+    # before it did would fail (and end the script under set -e).
+    : >"$out"
     "$load_bin" echo --listen 127.0.0.1:0 --fanout "$2" --exit-after "$lifetime" \
         >"$out" 2>"$work/$1.log" &
     pid[$1]=$!
