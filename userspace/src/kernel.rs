@@ -462,6 +462,16 @@ fn client_progress(fd: RawFd) -> io::Result<(u64, u64, u8)> {
     ))
 }
 
+/// Bytes in the socket's receive queue that nobody consumed yet.
+fn unread(fd: RawFd) -> io::Result<u64> {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: FIONREAD (SIOCINQ) writes one int.
+    if unsafe { libc::ioctl(fd, libc::FIONREAD, &mut queued) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(queued.max(0) as u64)
+}
+
 /// True when the socket's receive queue holds something (data or EOF), without consuming it
 /// and without trusting tokio's cached readiness.
 fn has_unread(fd: RawFd) -> io::Result<bool> {
@@ -491,6 +501,8 @@ fn has_unread(fd: RawFd) -> io::Result<bool> {
 struct Mark {
     acked: u64,
     written: u64,
+    /// Bytes the upstream socket had received, all consumed by userspace.
+    received: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -514,6 +526,9 @@ enum Mode {
         cursor: FrameCursor,
         why: Detach,
         poll: Duration,
+        /// The upstream's byte counters confirmed that the kernel consumed exactly the bytes
+        /// it redirected.
+        accounted: bool,
     },
 }
 
@@ -625,7 +640,11 @@ impl SplicedDirection<'_> {
             return Ok(false);
         }
         let (acked, written, _) = client_progress(client_fd)?;
-        let mark = Mark { acked, written };
+        let mark = Mark {
+            acked,
+            written,
+            received: received_before,
+        };
         let interval = (self.path.inner.budget / 4).max(1);
         let stats = SpliceStats {
             next_checkpoint: interval,
@@ -706,7 +725,36 @@ impl SplicedDirection<'_> {
             cursor: stats.cursor,
             why,
             poll: CATCH_UP_FIRST_POLL,
+            // After the upstream's FIN nothing more can arrive while the entry is removed.
+            accounted: why == Detach::UpstreamEnded,
         };
+    }
+
+    /// Bytes the kernel took off the upstream's receive queue since the insert, or None while
+    /// bytes are still arriving (the two reads of the queue length differ).
+    fn kernel_consumed(&self, mark: Mark) -> io::Result<Option<u64>> {
+        let fd = self.upstream.as_raw_fd();
+        let unread_before = unread(fd)?;
+        let received = tcp_info(fd)?.tcpi_bytes_received;
+        if unread(fd)? != unread_before {
+            return Ok(None);
+        }
+        Ok(Some(
+            received
+                .saturating_sub(mark.received)
+                .saturating_sub(unread_before),
+        ))
+    }
+
+    /// True once the upstream's FIN arrived (it counts one byte in tcpi_bytes_received).
+    fn upstream_hung_up(&self) -> bool {
+        let mut fds = libc::pollfd {
+            fd: self.hangup.get_ref().as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, no waiting.
+        unsafe { libc::poll(&mut fds, 1, 0) > 0 }
     }
 
     /// Finish detaching once the client socket holds every redirected byte (acknowledged, when
@@ -715,14 +763,64 @@ impl SplicedDirection<'_> {
     fn finish_detach(&mut self) -> io::Result<bool> {
         let Mode::Detaching {
             mark,
-            redirected,
-            cursor,
+            mut redirected,
+            mut cursor,
             why,
             poll,
+            accounted,
         } = self.mode
         else {
             return Ok(true);
         };
+        let next_poll = (poll * 2).min(CATCH_UP_MAX_POLL);
+        if !accounted {
+            // Removing a socket from the verdict's map while the verdict runs on another CPU
+            // makes the kernel drop the skb in flight (it finds no program and discards it).
+            // That cannot be prevented from userspace; it is detected here and the connection
+            // fails instead of carrying a stream with a hole in it.
+            let Some(consumed) = self.kernel_consumed(mark)? else {
+                if let Mode::Detaching { poll: next, .. } = &mut self.mode {
+                    *next = next_poll;
+                }
+                return Ok(false);
+            };
+            // A verdict that was still running when the entry went away shows up here as
+            // redirected bytes the first read missed: they are in the client's queue, so wait
+            // for them like for the rest.
+            let latest = self.connection_stats()?;
+            if latest.redirected_bytes > redirected {
+                redirected = latest.redirected_bytes;
+                cursor = latest.cursor;
+                if let Mode::Detaching {
+                    redirected: recorded,
+                    cursor: recorded_cursor,
+                    ..
+                } = &mut self.mode
+                {
+                    *recorded = redirected;
+                    *recorded_cursor = cursor;
+                }
+            }
+            let fin = self.upstream_hung_up() as u64;
+            if consumed > redirected + fin {
+                self.path
+                    .inner
+                    .counters
+                    .redirect_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "the kernel dropped {} upstream bytes while the connection left the \
+                         sockmap ({consumed} consumed, {redirected} redirected)",
+                        consumed - redirected
+                    ),
+                ));
+            }
+            if let Mode::Detaching { accounted, .. } = &mut self.mode {
+                *accounted = true;
+            }
+        }
         let (acked, written, state) = client_progress(self.client.as_raw_fd())?;
         let taken = if why == Detach::UpstreamEnded {
             acked.saturating_sub(mark.acked)
@@ -737,7 +835,7 @@ impl SplicedDirection<'_> {
                 ));
             }
             if let Mode::Detaching { poll: next, .. } = &mut self.mode {
-                *next = (poll * 2).min(CATCH_UP_MAX_POLL);
+                *next = next_poll;
             }
             return Ok(false);
         }
