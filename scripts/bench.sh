@@ -174,21 +174,21 @@ EOF
     configs+=("$1")
 }
 
-# start_frameguard NAME INSPECT(0|1)
+# start_frameguard NAME INSPECT(none|both|inbound) DATA_PATH(auto|splice|kernel)
 start_frameguard() {
     local config=$work/$1.kdl port agents="" agents_block=""
     port=$(pick_port)
-    if (($2)); then
-        agents='agents "inspector"'
-        agents_block='agents { agent "inspector" { xss-detection #true; sqli-detection #true; command-injection #true } }'
+    if [[ $2 != none ]]; then
+        agents='agents "inspector";'
+        agents_block="agents { agent \"inspector\" { xss-detection #true; sqli-detection #true; command-injection #true; direction \"$2\" } }"
     fi
     cat >"$config" <<EOF
 system { worker-threads 0; graceful-shutdown-timeout-secs 1 }
 listeners { listener "bench" { address "127.0.0.1:$port"; protocol "http" } }
 routes {
-    route "ws" { priority 100; matches { path "/ws" }; upstream "echo"; $agents
+    route "ws" { priority 100; matches { path "/ws" }; upstream "echo"; $agents data-path "$3"
         websocket { enabled #true; max-message-size "1MB" } }
-    route "fanout" { priority 100; matches { path "/fanout" }; upstream "fanout"; $agents
+    route "fanout" { priority 100; matches { path "/fanout" }; upstream "fanout"; $agents data-path "$3"
         websocket { enabled #true; max-message-size "1MB" } }
 }
 upstreams {
@@ -223,9 +223,15 @@ else
     nginx_version="not installed"
     unavailable nginx "nginx: not installed (apt-get install nginx)"
 fi
-start_frameguard fg-off 0
-start_frameguard fg-on 1
-unavailable kernel "kernel data path: not available in this build"
+start_frameguard fg-off none auto
+start_frameguard fg-on both auto
+# The uninspected upstream -> client direction on each data path, inbound inspection on: the
+# kernel path needs root and the eBPF object, and refuses to start without them.
+start_frameguard fg-in inbound auto
+start_frameguard fg-splice inbound splice
+if ! start_frameguard kernel inbound kernel 2>/dev/null; then
+    unavailable kernel "kernel data path: $(grep -m 1 -o 'cannot load: .*' "$work/kernel.log" | tr -d '"\\' || echo "did not start")"
+fi
 
 has_config() {
     local c
@@ -274,7 +280,7 @@ field() {
 
 matrix_configs() { # SIZE
     local c
-    for c in direct nginx nginx-64k fg-off fg-on; do
+    for c in direct nginx nginx-64k fg-off fg-on kernel; do
         [[ $c == nginx-64k && $1 -lt 4096 ]] && continue
         has_config "$c" && echo "$c"
     done
@@ -323,6 +329,20 @@ for config in $(matrix_configs 64); do
     run_case "$config" /fanout 100 64 16 --expect-fanout 10
 done
 
+echo "uninspected upstream -> client direction (fan-out x10)..." >&2
+if ((quick)); then
+    spliced_cases=("10 4096 16")
+else
+    spliced_cases=("100 64 16" "10 4096 16" "10 16384 4")
+fi
+for case in "${spliced_cases[@]}"; do
+    read -r conns size pipeline <<<"$case"
+    for config in fg-in fg-splice kernel; do
+        has_config "$config" || continue
+        run_case "$config" /fanout "$conns" "$size" "$pipeline" --expect-fanout 10 --tag group=spliced
+    done
+done
+
 # The latency target is for half of the maximum full-inspection load of 100 conns x 64 B; a
 # tenth of it shows the added latency of a proxy that is not near saturation.
 if [[ -n $max_inspected ]] && awk "BEGIN { exit !($max_inspected >= 20) }"; then
@@ -349,7 +369,7 @@ if [[ -n $(git status --porcelain 2>/dev/null | head -n 1) ]]; then commit="$com
     echo "- mode: $( ((quick)) && echo quick || echo full); each run: ${warmup} s warm-up, ${duration} s measured; $total_runs load runs in ${elapsed} s"
     echo "- commit $commit; $(nproc) cores, Linux $(uname -r); load average before $load_before, after $load_after"
     echo "- generator, echo upstream and proxy share the machine's cores: figures are noisy, compare ratios from the same run and CPU per message"
-    echo "- configurations: \`direct\` = generator to the echo upstream (the ceiling); \`nginx\` = $nginx_version as a plain WebSocket reverse proxy, default 4 KiB proxy_buffer_size; \`nginx-64k\` = the same with a 64 KiB buffer (4 KiB messages only); \`fg-off\` = Frameguard, no agents on the route; \`fg-on\` = Frameguard, inspector with XSS, SQLi and command-injection detection; \`kernel\` = the kernel data path"
+    echo "- configurations: \`direct\` = generator to the echo upstream (the ceiling); \`nginx\` = $nginx_version as a plain WebSocket reverse proxy, default 4 KiB proxy_buffer_size; \`nginx-64k\` = the same with a 64 KiB buffer (4 KiB messages only); \`fg-off\` = Frameguard, no agents on the route; \`fg-on\` = Frameguard, inspector with XSS, SQLi and command-injection detection; \`kernel\` = the same inspector on inbound messages only, the upstream -> client direction carried by the kernel data path; \`fg-in\` and \`fg-splice\` = that inspector with the frame relay and with splice(2)"
     echo
     "$load_bin" report --input "$results"
 } >"$report"

@@ -1,22 +1,32 @@
 //! Listeners, the per-core workers that serve them, and the process lifecycle (signals,
 //! reload, graceful shutdown, the metrics endpoint).
 //!
-//! Each worker is a thread pinned to one core running its own current-thread tokio runtime,
-//! with its own SO_REUSEPORT socket on every listener address: the kernel spreads new
-//! connections over the workers and a connection never leaves the core that accepted it.
+//! Each worker is a thread pinned to one core running its own current-thread tokio runtime. New
+//! connections reach it one of three ways (`system { connection-steering }`):
+//! - `reuseport` (default): every worker has its own SO_REUSEPORT socket on every listener
+//!   address and the kernel hashes connections over them;
+//! - `reuseport-cpu`: the same sockets with a classic BPF program that picks the socket of the
+//!   worker pinned to the CPU that handled the connection's SYN;
+//! - `acceptor`: one socket per address, accepted on the control thread and handed to the
+//!   workers in turn over a channel.
+//!
+//! A connection never leaves the worker that got it.
 
+use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use frameguard_config::{Config, DataPath};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use frameguard_config::{Config, DataPath, Steering};
 use http::{Response, StatusCode};
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tracing::{error, info, warn};
 
 use crate::app::{App, Shared};
@@ -26,10 +36,36 @@ use crate::server::{self, Worker, HANDSHAKE_TIMEOUT};
 /// Re-reads the configuration on SIGHUP (the same file and command-line overrides).
 pub type Reload = Box<dyn Fn() -> Result<Config, String> + Send>;
 
-/// One bound listener socket of one worker.
+/// Connections accepted but not yet taken by their worker, per worker and listener; past it
+/// the acceptor tries the next worker.
+const HANDOFF_QUEUE: usize = 1024;
+
+/// An accepted connection on its way from the acceptor to a worker.
+type HandedOff = (std::net::TcpStream, SocketAddr);
+
+/// Where one worker gets the connections of one listener.
 struct BoundListener {
     name: String,
+    incoming: Incoming,
+}
+
+enum Incoming {
+    /// The worker's own SO_REUSEPORT socket.
+    Socket(std::net::TcpListener),
+    Handoff(Handoff),
+}
+
+/// Connections the acceptor hands over to one worker; `ready` is signalled after each one.
+struct Handoff {
+    connections: Receiver<HandedOff>,
+    ready: Arc<Notify>,
+}
+
+/// The acceptor's side of one listener in `acceptor` steering.
+struct Acceptor {
+    name: String,
     socket: std::net::TcpListener,
+    workers: Vec<(Sender<HandedOff>, Arc<Notify>)>,
 }
 
 fn bind_reuseport(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
@@ -56,15 +92,42 @@ pub fn worker_count(configured: usize) -> usize {
     }
 }
 
-/// Bind every listener once per worker. Port 0 is resolved by the first bind so that all
-/// workers share the same port.
-fn bind_all(config: &Config, workers: usize) -> anyhow::Result<Vec<Vec<BoundListener>>> {
+/// Bind every listener for the workers as `steering` says: per worker with SO_REUSEPORT, or
+/// once for the acceptor. Port 0 is resolved by the first bind so that all workers share the
+/// same port.
+fn bind_all(
+    config: &Config,
+    workers: usize,
+    steering: Steering,
+) -> anyhow::Result<(Vec<Vec<BoundListener>>, Vec<Acceptor>)> {
     let mut per_worker: Vec<Vec<BoundListener>> = (0..workers).map(|_| Vec::new()).collect();
+    let mut acceptors = Vec::new();
     for listener in &config.listeners {
         let first = bind_reuseport(listener.address)
             .with_context(|| format!("listener `{}`", listener.name))?;
         let address = first.local_addr()?;
-        info!(listener = %listener.name, %address, protocol = ?listener.protocol, workers, "listening");
+        info!(listener = %listener.name, %address, protocol = ?listener.protocol, workers, ?steering, "listening");
+        if steering == Steering::Acceptor {
+            let mut handoffs = Vec::with_capacity(workers);
+            for slot in per_worker.iter_mut() {
+                let (sender, connections) = crossbeam_channel::bounded(HANDOFF_QUEUE);
+                let ready = Arc::new(Notify::new());
+                slot.push(BoundListener {
+                    name: listener.name.clone(),
+                    incoming: Incoming::Handoff(Handoff {
+                        connections,
+                        ready: ready.clone(),
+                    }),
+                });
+                handoffs.push((sender, ready));
+            }
+            acceptors.push(Acceptor {
+                name: listener.name.clone(),
+                socket: first,
+                workers: handoffs,
+            });
+            continue;
+        }
         for (i, slot) in per_worker.iter_mut().enumerate() {
             let socket = if i == 0 {
                 first.try_clone()?
@@ -73,18 +136,101 @@ fn bind_all(config: &Config, workers: usize) -> anyhow::Result<Vec<Vec<BoundList
             };
             slot.push(BoundListener {
                 name: listener.name.clone(),
-                socket,
+                incoming: Incoming::Socket(socket),
             });
         }
+        if steering == Steering::ReuseportCpu {
+            steer_by_cpu(&first, workers)
+                .with_context(|| format!("listener `{}`: reuseport-cpu steering", listener.name))?;
+        }
     }
-    Ok(per_worker)
+    Ok((per_worker, acceptors))
+}
+
+/// Attach to a reuseport group a classic BPF program that returns the receiving CPU modulo the
+/// group's size as the socket index. Sockets join the group in bind order, which is worker
+/// order, and worker i is pinned to the i-th core, so with one worker per core each connection
+/// stays on the CPU whose softirq handled its SYN.
+fn steer_by_cpu(socket: &std::net::TcpListener, workers: usize) -> io::Result<()> {
+    let instruction = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let mut program = [
+        instruction(
+            libc::BPF_LD | libc::BPF_W | libc::BPF_ABS,
+            (libc::SKF_AD_OFF + libc::SKF_AD_CPU) as u32,
+        ),
+        instruction(libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K, workers as u32),
+        instruction(libc::BPF_RET | libc::BPF_A, 0),
+    ];
+    let fprog = libc::sock_fprog {
+        len: program.len() as u16,
+        filter: program.as_mut_ptr(),
+    };
+    // SAFETY: `fprog` points at `program`, which outlives the call; the kernel copies it.
+    let ret = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_REUSEPORT_CBPF,
+            (&fprog as *const libc::sock_fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if ret != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Accept on the control thread and hand each connection to the next worker whose queue has
+/// room; when every queue is full the connection is refused (closed) rather than queued
+/// without bound.
+async fn run_acceptor(acceptor: Acceptor, mut shutdown: watch::Receiver<bool>) {
+    let socket = match tokio::net::TcpListener::from_std(acceptor.socket) {
+        Ok(socket) => socket,
+        Err(err) => return error!(listener = %acceptor.name, error = %err, "listener unusable"),
+    };
+    let mut next = 0;
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = socket.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    warn!(listener = %acceptor.name, error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let Ok(mut connection) = stream.into_std().map(|stream| (stream, peer)) else {
+            continue;
+        };
+        for _ in 0..acceptor.workers.len() {
+            let (sender, ready) = &acceptor.workers[next];
+            next = (next + 1) % acceptor.workers.len();
+            match sender.try_send(connection) {
+                Ok(()) => {
+                    ready.notify_one();
+                    break;
+                }
+                Err(TrySendError::Full(back) | TrySendError::Disconnected(back)) => {
+                    connection = back;
+                }
+            }
+        }
+    }
 }
 
 /// Run the proxy until SIGINT or SIGTERM, then drain.
 pub fn run(config: Config, reload: Reload, data_path: Option<DataPath>) -> anyhow::Result<()> {
     let kernel = load_kernel(&config, data_path)?;
     let workers = worker_count(config.system.worker_threads);
-    let bound = bind_all(&config, workers)?;
+    let (bound, acceptors) = bind_all(&config, workers, config.system.connection_steering)?;
     let metrics_socket = match &config.observability.metrics {
         Some(m) => Some((
             bind_reuseport(m.address).context("metrics listener")?,
@@ -128,6 +274,9 @@ pub fn run(config: Config, reload: Reload, data_path: Option<DataPath>) -> anyho
             let listener = tokio::net::TcpListener::from_std(socket)?;
             info!(address = %listener.local_addr()?, %path, "metrics listening");
             tokio::spawn(serve_metrics(listener, path, shared.clone()));
+        }
+        for acceptor in acceptors {
+            tokio::spawn(run_acceptor(acceptor, shared.shutdown.clone()));
         }
         shared.app().start_health_checks(&shared.shutdown);
         supervise(&shared, &reload).await
@@ -240,16 +389,46 @@ async fn worker_main(shared: Arc<Shared>, listeners: Vec<BoundListener>) {
     }
 }
 
+impl Incoming {
+    /// Ready for the worker's runtime.
+    fn into_source(self) -> io::Result<Source> {
+        Ok(match self {
+            Incoming::Socket(socket) => Source::Socket(tokio::net::TcpListener::from_std(socket)?),
+            Incoming::Handoff(handoff) => Source::Handoff(handoff),
+        })
+    }
+}
+
+enum Source {
+    Socket(tokio::net::TcpListener),
+    Handoff(Handoff),
+}
+
+impl Source {
+    async fn accept(&self) -> io::Result<(tokio::net::TcpStream, SocketAddr)> {
+        match self {
+            Source::Socket(socket) => socket.accept().await,
+            Source::Handoff(Handoff { connections, ready }) => loop {
+                // A notification without a waiter is kept, so none is lost between the two.
+                if let Ok((stream, peer)) = connections.try_recv() {
+                    return Ok((tokio::net::TcpStream::from_std(stream)?, peer));
+                }
+                ready.notified().await;
+            },
+        }
+    }
+}
+
 async fn accept_loop(shared: Arc<Shared>, listener: BoundListener) {
-    let socket = match tokio::net::TcpListener::from_std(listener.socket) {
-        Ok(socket) => socket,
+    let source = match listener.incoming.into_source() {
+        Ok(source) => source,
         Err(err) => return error!(listener = %listener.name, error = %err, "listener unusable"),
     };
     let mut shutdown = shared.shutdown.clone();
     let mut worker: Option<Arc<Worker>> = None;
     loop {
         let (stream, peer) = tokio::select! {
-            accepted = socket.accept() => match accepted {
+            accepted = source.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(err) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -349,5 +528,44 @@ async fn serve_metrics(listener: tokio::net::TcpListener, path: String, shared: 
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The listener of a two-socket group that a connection made from `cpu` lands on.
+    fn landing(group: &[std::net::TcpListener], cpu: core_affinity::CoreId) -> Option<usize> {
+        let address = group[0].local_addr().unwrap();
+        let client = std::thread::spawn(move || {
+            assert!(core_affinity::set_for_current(cpu), "cannot pin to {cpu:?}");
+            std::net::TcpStream::connect(address).unwrap()
+        })
+        .join()
+        .unwrap();
+        let found = group.iter().position(|socket| socket.accept().is_ok());
+        drop(client);
+        found
+    }
+
+    #[test]
+    fn reuseport_cpu_steering_picks_the_socket_of_the_receiving_cpu() {
+        let first = bind_reuseport("127.0.0.1:0".parse().unwrap()).unwrap();
+        let second = bind_reuseport(first.local_addr().unwrap()).unwrap();
+        let group = [first, second];
+        steer_by_cpu(&group[0], group.len()).unwrap();
+        let cores = core_affinity::get_core_ids().unwrap_or_default();
+        assert!(!cores.is_empty(), "no CPUs to pin to");
+        for core in cores.into_iter().take(4) {
+            for _ in 0..5 {
+                // Loopback handles the SYN in the sending CPU's softirq.
+                assert_eq!(
+                    landing(&group, core),
+                    Some(core.id % group.len()),
+                    "{core:?}"
+                );
+            }
+        }
     }
 }

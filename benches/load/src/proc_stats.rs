@@ -80,6 +80,30 @@ impl WatchReport {
     }
 }
 
+/// Busy clock ticks of the whole machine (all CPUs) from the first line of `/proc/stat`:
+/// everything but idle and iowait, so softirq and kernel threads count. The kernel data path
+/// moves work out of the proxy process into softirq and kworkers, which only this sees.
+pub fn machine_busy_ticks() -> io::Result<u64> {
+    let stat = fs::read_to_string("/proc/stat")?;
+    parse_machine_busy_ticks(&stat)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unreadable /proc/stat"))
+}
+
+/// `cpu  user nice system idle iowait irq softirq steal ...`: guest time is already in user.
+fn parse_machine_busy_ticks(stat: &str) -> Option<u64> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let fields: Vec<u64> = line
+        .split_ascii_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    let &[user, nice, system, _idle, _iowait, irq, softirq, steal] = fields.as_slice() else {
+        return None;
+    };
+    Some(user + nice + system + irq + softirq + steal)
+}
+
 /// Reads `pid` and its descendants.
 pub fn sample_tree(pid: u32) -> io::Result<Sample> {
     let mut sample = sample_process(pid)?;
@@ -160,6 +184,14 @@ fn parse_rss_kib(status: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn machine_busy_ticks_leave_out_idle_and_iowait() {
+        let stat = "cpu  10 1 5 1000 7 2 3 4 9 0\ncpu0 5 0 2 500 3 1 1 2 0 0\nintr 1\n";
+        assert_eq!(parse_machine_busy_ticks(stat), Some(10 + 1 + 5 + 2 + 3 + 4));
+        assert_eq!(parse_machine_busy_ticks("cpu  1 2 3\n"), None);
+        assert_eq!(parse_machine_busy_ticks("intr 1\n"), None);
+    }
 
     #[test]
     fn cpu_ticks_are_counted_after_the_command_name() {

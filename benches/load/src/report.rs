@@ -79,6 +79,10 @@ pub struct RunReport {
     pub sent_late: u64,
     pub watch: Vec<WatchReport>,
     pub generator: WatchReport,
+    /// Busy CPU seconds of the whole machine in the window (generator, echo server, proxy,
+    /// softirq and kernel threads); records of older runs have none.
+    #[serde(default)]
+    pub machine_cpu_s: Option<f64>,
 }
 
 impl RunReport {

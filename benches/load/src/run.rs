@@ -32,7 +32,9 @@ use crate::clock::{FineClock, SLACK};
 use crate::connect::{connect_many, Connected};
 use crate::net::{Progress, WsStream};
 use crate::payload::{read_stamp, Stamp, Template, MIN_SIZE};
-use crate::proc_stats::{sample_tree, Sample, Watch, WatchReport};
+use crate::proc_stats::{
+    machine_busy_ticks, sample_tree, ticks_per_second, Sample, Watch, WatchReport,
+};
 use crate::report::{Latency, RunReport};
 use crate::target::Target;
 
@@ -238,9 +240,11 @@ pub fn run(args: &RunArgs) -> Result<RunReport> {
     std::thread::sleep(window_start.saturating_duration_since(Instant::now()));
     let watch_start = sample_all(&args.target.watches)?;
     let generator_start = sample_tree(generator.pid)?;
+    let machine_start = machine_busy_ticks()?;
     std::thread::sleep(window_end.saturating_duration_since(Instant::now()));
     let watch_end = sample_all(&args.target.watches)?;
     let generator_end = sample_tree(generator.pid)?;
+    let machine_end = machine_busy_ticks()?;
 
     let mut stats = Stats::new();
     for (handle, _) in workers {
@@ -290,6 +294,7 @@ pub fn run(args: &RunArgs) -> Result<RunReport> {
             window_s,
             stats.recv_msgs,
         ),
+        machine_cpu_s: Some(machine_end.saturating_sub(machine_start) as f64 / ticks_per_second()),
     })
 }
 

@@ -20,6 +20,11 @@ pub const NGINX: &str = "nginx";
 pub const NGINX_64K: &str = "nginx-64k";
 pub const INSPECTED: &str = "fg-on";
 const HALF_LOAD_GROUP: &str = "half-load";
+/// Closed-loop runs of the uninspected upstream -> client direction, compared with
+/// `SPLICE_BASELINE` (the frame relay with the same inbound-only inspection).
+const SPLICED_GROUP: &str = "spliced";
+const SPLICE_BASELINE: &str = "fg-in";
+const KERNEL: &str = "kernel";
 /// The process whose CPU and memory are the proxy's.
 const PROXY_WATCH: &str = "proxy";
 
@@ -33,6 +38,8 @@ const TARGET_CASE: CaseKey = CaseKey {
 const TARGET_VS_NGINX: f64 = 1.0;
 const TARGET_ADDED_P99_US: f64 = 50.0;
 const TARGET_KIB_PER_IDLE_CONN: f64 = 8.0;
+/// Kernel path: proxy CPU per message of the spliced direction against the frame relay.
+const TARGET_KERNEL_CPU_RATIO: f64 = 0.5;
 
 /// Result files larger than this are refused.
 const MAX_INPUT_BYTES: u64 = 64 << 20;
@@ -110,30 +117,14 @@ fn group_of(run: &RunReport) -> &str {
     run.tags.get("group").map_or("", String::as_str)
 }
 
-/// Matrix runs by case, cases in the order first measured, configurations in run order.
-fn matrix(records: &[Record]) -> Vec<(CaseKey, Vec<&RunReport>)> {
-    let mut cases: Vec<(CaseKey, Vec<&RunReport>)> = Vec::new();
-    for record in records {
-        let Record::Run(run) = record else { continue };
-        if run.rate.is_some() {
-            continue;
-        }
-        let key = CaseKey::of(run);
-        match cases.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, runs)) => runs.push(run),
-            None => cases.push((key, vec![run])),
-        }
-    }
-    cases
-}
-
 fn find<'r>(runs: &[&'r RunReport], config: &str) -> Option<&'r RunReport> {
     runs.iter().copied().find(|r| config_of(&r.tags) == config)
 }
 
 pub fn render(records: &[Record]) -> String {
     let mut out = String::new();
-    let cases = matrix(records);
+    // The matrix is the closed-loop runs without a group.
+    let cases = grouped(records, "");
     let unavailable: Vec<&Unavailable> = records
         .iter()
         .filter_map(|r| match r {
@@ -163,8 +154,154 @@ pub fn render(records: &[Record]) -> String {
         })
         .collect();
     render_idle(&mut out, &idle);
-    render_targets(&mut out, &cases, &half_load, &idle);
+    let spliced: Vec<(CaseKey, Vec<&RunReport>)> = grouped(records, SPLICED_GROUP);
+    render_spliced(&mut out, &spliced);
+    render_targets(&mut out, &cases, &half_load, &idle, &spliced);
     out
+}
+
+/// Closed-loop runs of one group by case, cases in the order first measured, configurations
+/// in run order.
+fn grouped<'r>(records: &'r [Record], group: &str) -> Vec<(CaseKey, Vec<&'r RunReport>)> {
+    let mut cases: Vec<(CaseKey, Vec<&RunReport>)> = Vec::new();
+    for record in records {
+        let Record::Run(run) = record else { continue };
+        if run.rate.is_some() || group_of(run) != group {
+            continue;
+        }
+        let key = CaseKey::of(run);
+        match cases.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, runs)) => runs.push(run),
+            None => cases.push((key, vec![run])),
+        }
+    }
+    cases
+}
+
+/// GB (10^9 bytes) of payload the clients received in the window.
+fn gb_to_clients(run: &RunReport) -> f64 {
+    run.mb_per_sec_recv * run.window_s / 1000.0
+}
+
+/// Proxy and whole-machine CPU seconds per GB delivered to the clients.
+fn cpu_per_gb(run: &RunReport) -> (Option<f64>, Option<f64>) {
+    let gb = gb_to_clients(run);
+    if gb <= 0.0 {
+        return (None, None);
+    }
+    (
+        run.watched(PROXY_WATCH).map(|w| w.cpu_s / gb),
+        run.machine_cpu_s.map(|s| s / gb),
+    )
+}
+
+fn render_spliced(out: &mut String, cases: &[(CaseKey, Vec<&RunReport>)]) {
+    if cases.is_empty() {
+        return;
+    }
+    out.push_str("\n## Uninspected upstream -> client direction\n\n");
+    out.push_str(
+        "Fan-out echo (each inbound message comes back as several), inbound inspection on, \
+         outbound not inspected: `fg-in` = the frame relay, `fg-splice` = splice(2), `kernel` = \
+         the sockmap verdict program. GB = payload delivered to the clients; machine CPU = busy \
+         time of all CPUs from /proc/stat (softirq and kernel threads included, and the \
+         generator's and echo server's share, which is the same workload for every row).\n\n",
+    );
+    out.push_str(
+        "| case | config | msgs/s | × fg-in | MB/s to clients | proxy CPU s/GB | machine CPU \
+         s/GB | machine CPU × fg-in | errors |\n",
+    );
+    out.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|\n");
+    let figure = |value: Option<f64>| value.map_or("–".to_owned(), |v| format!("{v:.2}"));
+    let mut problems = Vec::new();
+    for (key, runs) in cases {
+        let baseline = find(runs, SPLICE_BASELINE);
+        for run in runs {
+            let config = config_of(&run.tags);
+            let (proxy_cpu, machine_cpu) = cpu_per_gb(run);
+            let throughput_ratio = baseline
+                .filter(|b| b.recv_msgs_per_sec > 0.0)
+                .map(|b| run.recv_msgs_per_sec / b.recv_msgs_per_sec);
+            let machine_ratio = baseline
+                .and_then(|b| cpu_per_gb(b).1)
+                .zip(machine_cpu)
+                .map(|(base, own)| own / base);
+            let _ = writeln!(
+                out,
+                "| {} | {config} | {} | {} | {:.1} | {} | {} | {} | {} |",
+                key.label(),
+                group_thousands(run.recv_msgs_per_sec),
+                figure(throughput_ratio),
+                run.mb_per_sec_recv,
+                figure(proxy_cpu),
+                figure(machine_cpu),
+                figure(machine_ratio),
+                run.errors + run.connect_failures,
+            );
+            if let Some(error) = &run.first_error {
+                problems.push(format!("{} / {config}: {error}", key.label()));
+            }
+        }
+    }
+    render_problems(out, &problems);
+}
+
+/// The kernel path against the best userspace path of each spliced case: does it use less
+/// whole-machine CPU per GB at no less throughput, and how does the proxy's own CPU compare?
+fn render_kernel_targets(out: &mut String, cases: &[(CaseKey, Vec<&RunReport>)]) {
+    let mut measured = false;
+    for (key, runs) in cases {
+        let Some(kernel) = find(runs, KERNEL) else {
+            continue;
+        };
+        let userspace: Vec<&RunReport> = runs
+            .iter()
+            .copied()
+            .filter(|r| config_of(&r.tags) != KERNEL)
+            .collect();
+        let best = userspace
+            .iter()
+            .filter_map(|r| Some((r, cpu_per_gb(r).1?)))
+            .min_by(|a, b| a.1.total_cmp(&b.1));
+        let (Some((best, best_cpu)), Some(kernel_cpu)) = (best, cpu_per_gb(kernel).1) else {
+            continue;
+        };
+        measured = true;
+        let throughput = if best.recv_msgs_per_sec > 0.0 {
+            kernel.recv_msgs_per_sec / best.recv_msgs_per_sec
+        } else {
+            0.0
+        };
+        let wins = kernel_cpu < best_cpu && throughput >= 1.0;
+        let _ = write!(
+            out,
+            "- Kernel path, {}: {kernel_cpu:.2} machine CPU s/GB vs {best_cpu:.2} for {} (the \
+             best userspace path), at {throughput:.2}× its throughput: {}",
+            key.label(),
+            config_of(&best.tags),
+            if wins {
+                "the kernel path wins"
+            } else {
+                "userspace wins"
+            }
+        );
+        let relay = find(runs, SPLICE_BASELINE).and_then(|r| cpu_per_gb(r).0);
+        match (cpu_per_gb(kernel).0, relay) {
+            (Some(own), Some(relay)) if relay > 0.0 => {
+                let ratio = own / relay;
+                let _ = writeln!(
+                    out,
+                    "; proxy CPU {ratio:.2}× the frame relay's (target ≤ \
+                     {TARGET_KERNEL_CPU_RATIO:.1}×): {}",
+                    verdict(ratio <= TARGET_KERNEL_CPU_RATIO)
+                );
+            }
+            _ => out.push('\n'),
+        }
+    }
+    if !measured {
+        out.push_str("- Kernel path against userspace: not measured\n");
+    }
 }
 
 fn render_matrix(
@@ -344,6 +481,7 @@ fn render_targets(
     cases: &[(CaseKey, Vec<&RunReport>)],
     half_load: &[&RunReport],
     idles: &[&IdleReport],
+    spliced: &[(CaseKey, Vec<&RunReport>)],
 ) {
     out.push_str("\n## Targets\n\n");
     let target_runs = cases
@@ -403,6 +541,7 @@ fn render_targets(
         }
         None => out.push_str("- RSS per idle connection, full inspection: not measured\n"),
     }
+    render_kernel_targets(out, spliced);
 }
 
 /// 1234567.8 -> "1,234,568".
@@ -473,6 +612,7 @@ mod tests {
                 vec![watch("proxy", 2.5), watch("echo", 1.0)]
             },
             generator: watch("generator", 1.0),
+            machine_cpu_s: Some(2.0),
         }
     }
 
@@ -610,7 +750,44 @@ mod tests {
         assert!(
             markdown.contains("| all | kernel | kernel data path: not available in this build |")
         );
-        assert_eq!(markdown.matches("not measured").count(), 3, "{markdown}");
+        assert_eq!(markdown.matches("not measured").count(), 4, "{markdown}");
+    }
+
+    fn spliced(config: &str, msgs_per_sec: f64, proxy_cpu_s: f64, machine_cpu_s: f64) -> Record {
+        let mut run = run(config, 10, msgs_per_sec, 100.0);
+        run.tags.insert("group".into(), SPLICED_GROUP.into());
+        run.fanout = 10;
+        run.watch[0].cpu_s = proxy_cpu_s;
+        run.machine_cpu_s = Some(machine_cpu_s);
+        Record::Run(Box::new(run))
+    }
+
+    #[test]
+    fn spliced_runs_get_their_own_table_and_the_kernel_verdict() {
+        // 100,000 msgs/s x 64 B x 5 s = 0.032 GB to the clients.
+        let records = [
+            spliced(SPLICE_BASELINE, 100_000.0, 0.32, 0.64),
+            spliced("fg-splice", 100_000.0, 0.16, 0.48),
+            spliced(KERNEL, 110_000.0, 0.0352, 0.704),
+        ];
+        let markdown = render(&records);
+        // Grouped runs stay out of the matrix, whose rows carry the nginx ratios.
+        assert!(!markdown.contains("| fg-in | 100,000 | – |"), "{markdown}");
+        let row = line_with(&markdown, "| fg-splice | 100,000 |");
+        assert!(
+            row.contains("| 1.00 | 6.4 | 5.00 | 15.00 | 0.75 |"),
+            "{row}"
+        );
+        let row = line_with(&markdown, "| kernel | 110,000 |");
+        assert!(row.contains("| 1.10 |"), "{row}");
+        let target = line_with(&markdown, "- Kernel path,");
+        assert!(target.contains("vs 15.00 for fg-splice"), "{target}");
+        assert!(target.contains("userspace wins"), "{target}");
+        assert!(
+            target.contains("proxy CPU 0.10× the frame relay's"),
+            "{target}"
+        );
+        assert!(target.contains(": met"), "{target}");
     }
 
     #[test]

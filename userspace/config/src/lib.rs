@@ -218,7 +218,8 @@ mod tests {
             config.system,
             System {
                 worker_threads: 0,
-                graceful_shutdown_timeout: Duration::from_secs(30)
+                graceful_shutdown_timeout: Duration::from_secs(30),
+                connection_steering: Steering::Reuseport,
             }
         );
         assert_eq!(config.listeners.len(), 1);

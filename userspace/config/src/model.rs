@@ -23,6 +23,7 @@ pub struct System {
     /// 0 = one worker per core.
     pub worker_threads: usize,
     pub graceful_shutdown_timeout: Duration,
+    pub connection_steering: Steering,
 }
 
 impl Default for System {
@@ -30,8 +31,21 @@ impl Default for System {
         System {
             worker_threads: 0,
             graceful_shutdown_timeout: Duration::from_secs(30),
+            connection_steering: Steering::Reuseport,
         }
     }
+}
+
+/// How new connections reach the workers (`system { connection-steering "..." }`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Steering {
+    /// Each worker has its own SO_REUSEPORT socket; the kernel hashes connections over them.
+    Reuseport,
+    /// The same sockets with a classic BPF program that picks the worker pinned to the CPU
+    /// that received the connection.
+    ReuseportCpu,
+    /// One socket; an acceptor hands the connections to the workers in turn.
+    Acceptor,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

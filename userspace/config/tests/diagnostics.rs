@@ -580,3 +580,23 @@ mod never_panics {
         }
     }
 }
+
+#[test]
+fn connection_steering_is_one_of_three_strategies() {
+    for (name, steering) in [
+        ("reuseport", frameguard_config::Steering::Reuseport),
+        ("reuseport-cpu", frameguard_config::Steering::ReuseportCpu),
+        ("acceptor", frameguard_config::Steering::Acceptor),
+    ] {
+        let text = format!("system {{ connection-steering \"{name}\"; }}\n{ROUTES}{BASE}");
+        assert_eq!(parse_ok(&text).0.system.connection_steering, steering);
+    }
+    let text = format!("system {{ connection-steering \"random\"; }}\n{ROUTES}{BASE}");
+    assert_eq!(
+        parse_err(&text),
+        [
+            "inline.kdl:1:30: error: unknown `connection-steering` \"random\" (expected one of \
+          \"reuseport\", \"reuseport-cpu\", \"acceptor\")"
+        ]
+    );
+}

@@ -1,11 +1,15 @@
-//! `system { worker-threads 0; graceful-shutdown-timeout-secs 30 }`
+//! `system { worker-threads 0; graceful-shutdown-timeout-secs 30; connection-steering "reuseport" }`
 
 use kdl::KdlNode;
 
 use super::Decoder;
-use crate::model::System;
+use crate::model::{Steering, System};
 
-const KEYS: &[&str] = &["worker-threads", "graceful-shutdown-timeout-secs"];
+const KEYS: &[&str] = &[
+    "worker-threads",
+    "graceful-shutdown-timeout-secs",
+    "connection-steering",
+];
 
 /// Far more threads than any machine has cores; bounds what a typo can spawn.
 const MAX_WORKER_THREADS: u32 = 1024;
@@ -23,6 +27,16 @@ pub(super) fn decode(decoder: &mut Decoder<'_>, node: &KdlNode) -> System {
             "graceful-shutdown-timeout-secs" => {
                 if let Some(timeout) = decoder.seconds(child, 0) {
                     system.graceful_shutdown_timeout = timeout;
+                }
+            }
+            "connection-steering" => {
+                let options = [
+                    ("reuseport", Steering::Reuseport),
+                    ("reuseport-cpu", Steering::ReuseportCpu),
+                    ("acceptor", Steering::Acceptor),
+                ];
+                if let Some(steering) = decoder.choice(child, &options) {
+                    system.connection_steering = steering;
                 }
             }
             _ => return false,
