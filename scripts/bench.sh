@@ -107,22 +107,23 @@ wait_port() {
 declare -A addr pid
 configs=()
 
-# start_echo NAME FANOUT
+# start_echo NAME FANOUT [ECHO ARGS...]
 start_echo() {
-    local out=$work/$1.out tries
+    local name=$1 fanout=$2 out=$work/$1.out tries
+    shift 2
     # Created here: the background job opens its redirection asynchronously, so a sed run
     # before it did would fail (and end the script under set -e).
     : >"$out"
-    "$load_bin" echo --listen 127.0.0.1:0 --fanout "$2" --exit-after "$lifetime" \
-        >"$out" 2>"$work/$1.log" &
-    pid[$1]=$!
+    "$load_bin" echo --listen 127.0.0.1:0 --fanout "$fanout" --exit-after "$lifetime" "$@" \
+        >"$out" 2>"$work/$name.log" &
+    pid[$name]=$!
     started_pids+=("$!")
     for ((tries = 0; tries < 100; tries++)); do
-        addr[$1]=$(sed -n 's/^listening on //p' "$out")
-        [[ -n ${addr[$1]} ]] && return 0
+        addr[$name]=$(sed -n 's/^listening on //p' "$out")
+        [[ -n ${addr[$name]} ]] && return 0
         sleep 0.1
     done
-    echo "echo server $1 did not start" >&2
+    echo "echo server $name did not start" >&2
     return 1
 }
 
@@ -190,10 +191,13 @@ routes {
         websocket { enabled #true; max-message-size "1MB" } }
     route "fanout" { priority 100; matches { path "/fanout" }; upstream "fanout"; $agents data-path "$3"
         websocket { enabled #true; max-message-size "1MB" } }
+    route "bulk" { priority 100; matches { path "/bulk" }; upstream "bulk"; $agents data-path "$3"
+        websocket { enabled #true; max-message-size "1MB" } }
 }
 upstreams {
     upstream "echo" { target "${addr[echo]}" }
     upstream "fanout" { target "${addr[fanout]}" }
+    upstream "bulk" { target "${addr[bulk]}" }
 }
 $agents_block
 observability { logging { level "warn"; format "text" } }
@@ -213,6 +217,9 @@ unavailable() {
 
 start_echo echo 1
 start_echo fanout 10
+# Small requests, large answers: the upstream -> client direction carries almost all bytes.
+bulk_fanout=4 bulk_reply=65536
+start_echo bulk "$bulk_fanout" --reply-size "$bulk_reply"
 addr[direct]=${addr[echo]}
 configs+=(direct)
 if command -v nginx >/dev/null; then
@@ -256,7 +263,9 @@ run_case() {
     local config=$1 path=$2 conns=$3 size=$4 pipeline=$5 line echo=echo target
     shift 5
     [[ $path == /fanout ]] && echo=fanout
-    # The proxies route /fanout to the fan-out echo; the direct path goes to it itself.
+    [[ $path == /bulk ]] && echo=bulk
+    # The proxies route /fanout and /bulk to their echo servers; the direct path goes to them
+    # itself.
     target=${addr[$config]}
     [[ $config == direct ]] && target=${addr[$echo]}
     total_runs=$((total_runs + 1))
@@ -329,17 +338,16 @@ for config in $(matrix_configs 64); do
     run_case "$config" /fanout 100 64 16 --expect-fanout 10
 done
 
-echo "uninspected upstream -> client direction (fan-out x10)..." >&2
-if ((quick)); then
-    spliced_cases=("10 4096 16")
-else
-    spliced_cases=("100 64 16" "10 4096 16" "10 16384 4")
-fi
+echo "uninspected upstream -> client direction..." >&2
+# PATH CONNS SIZE PIPELINE FANOUT [REPLY SIZE]
+spliced_cases=("/bulk 10 64 4 $bulk_fanout $bulk_reply")
+((quick)) || spliced_cases+=("/fanout 100 64 16 10" "/fanout 10 4096 16 10")
 for case in "${spliced_cases[@]}"; do
-    read -r conns size pipeline <<<"$case"
+    read -r path conns size pipeline fanout reply <<<"$case"
     for config in fg-in fg-splice kernel; do
         has_config "$config" || continue
-        run_case "$config" /fanout "$conns" "$size" "$pipeline" --expect-fanout 10 --tag group=spliced
+        run_case "$config" "$path" "$conns" "$size" "$pipeline" --expect-fanout "$fanout" \
+            ${reply:+--expect-reply-size "$reply"} --tag group=spliced
     done
 done
 

@@ -1,5 +1,6 @@
 //! `frameguard-load echo`: the benchmark's upstream. Sends every data message back `--fanout`
-//! times, answers pings, completes close handshakes. Replies to everything one read brought in
+//! times (resized to `--reply-size` bytes if given, the stamp kept at the front), answers
+//! pings, completes close handshakes. Replies to everything one read brought in
 //! leave in one write.
 
 use std::io::Write;
@@ -17,6 +18,7 @@ use tokio::time::Instant;
 use crate::cli::{parse_seconds, thread_count};
 use crate::handshake;
 use crate::net::WsStream;
+use crate::payload::{resized, MIN_SIZE};
 
 /// Stop reading from a client that does not take its echoes beyond this much pending output.
 const WRITE_HIGH_WATER: usize = 1 << 20;
@@ -38,6 +40,10 @@ pub struct EchoArgs {
     /// Runtime worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// Size of each reply in bytes: the message with its stamp, cut or padded with words (a
+    /// small request that brings back a large answer). Default: the message as received.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(MIN_SIZE as u64..=(16 << 20)))]
+    reply_size: Option<u64>,
     /// Largest message accepted, in bytes.
     #[arg(long, default_value_t = 16 << 20)]
     max_message_size: usize,
@@ -49,6 +55,7 @@ pub struct EchoArgs {
 #[derive(Clone, Copy)]
 struct EchoSettings {
     fanout: u32,
+    reply_size: Option<usize>,
     max_message_size: usize,
 }
 
@@ -83,6 +90,7 @@ async fn serve(args: EchoArgs) -> Result<()> {
 
     let settings = EchoSettings {
         fanout: args.fanout,
+        reply_size: args.reply_size.map(|size| size as usize),
         max_message_size: args.max_message_size,
     };
     let stop = Instant::now() + args.exit_after;
@@ -117,7 +125,11 @@ async fn connection(stream: TcpStream, settings: EchoSettings) -> Result<()> {
     loop {
         while close_by.is_none() && ws.write_buf.len() < WRITE_HIGH_WATER {
             let reply_close = match decoder.decode(&mut ws.read_buf) {
-                Ok(Some(Event::Message(message))) => {
+                Ok(Some(Event::Message(mut message))) => {
+                    if let Some(size) = settings.reply_size {
+                        message.payload = resized(&message.payload, size).into();
+                        message.fragments.clear();
+                    }
                     for _ in 0..settings.fanout {
                         encode_message(&mut ws.write_buf, &message, || None);
                     }

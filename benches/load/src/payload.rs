@@ -19,6 +19,19 @@ pub const MIN_SIZE: usize = TEXT_AT + SUFFIX.len();
 const WORDS: &[u8] = b"see you at the station at nine and bring the blue folder with the notes \
     from the meeting so we can go over the plan once more before lunch ";
 
+/// A reply of `size` bytes (at least [`MIN_SIZE`]) to a stamped `message`: the same stamp with
+/// as many words as fit. Anything else comes back unchanged, for the generator to report.
+pub fn resized(message: &[u8], size: usize) -> Vec<u8> {
+    if read_stamp(message).is_none() || size < MIN_SIZE {
+        return message.to_vec();
+    }
+    let mut reply = Vec::with_capacity(size);
+    reply.extend_from_slice(&message[..TEXT_AT]);
+    reply.extend(WORDS.iter().cycle().take(size - MIN_SIZE));
+    reply.extend_from_slice(SUFFIX);
+    reply
+}
+
 /// What a received message said about itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stamp {
@@ -91,6 +104,21 @@ fn read_hex(src: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resized_replies_keep_the_stamp() {
+        let stamp = Stamp {
+            seq: 7,
+            sent_ns: 99,
+        };
+        let message = Template::new(200).stamped(stamp).to_vec();
+        for size in [MIN_SIZE, 64, 4096] {
+            let reply = resized(&message, size);
+            assert_eq!(reply.len(), size);
+            assert_eq!(read_stamp(&reply), Some(stamp));
+        }
+        assert_eq!(resized(b"not ours", 4096), b"not ours");
+    }
 
     #[test]
     fn messages_have_the_exact_size_and_are_json() {

@@ -52,6 +52,9 @@ pub struct RunReport {
     pub conns: usize,
     pub connected: usize,
     pub size: usize,
+    /// Size of each reply when the server resized them; records of older runs have none.
+    #[serde(default)]
+    pub reply_size: Option<usize>,
     pub pipeline: u32,
     pub fanout: u32,
     /// Offered messages per second in total (open loop); None = closed loop.

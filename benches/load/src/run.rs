@@ -74,6 +74,9 @@ pub struct RunArgs {
     /// Copies of each message the server sends back (echo --fanout).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub expect_fanout: u32,
+    /// Size of each reply when the server resizes them (echo --reply-size); default --size.
+    #[arg(long, value_parser = parse_size)]
+    pub expect_reply_size: Option<usize>,
 }
 
 fn parse_size(s: &str) -> Result<usize, String> {
@@ -91,6 +94,8 @@ struct Plan {
     target: Arc<Target>,
     conns: usize,
     size: usize,
+    /// Size of every reply (`size` unless the server resizes them).
+    reply_size: usize,
     pipeline: u64,
     fanout: u32,
     /// Open loop: messages per second of one connection.
@@ -185,6 +190,7 @@ pub fn run(args: &RunArgs) -> Result<RunReport> {
         target,
         conns,
         size: args.size,
+        reply_size: args.expect_reply_size.unwrap_or(args.size),
         pipeline: u64::from(args.pipeline),
         fanout: args.expect_fanout,
         rate_per_conn: args.rate.map(|rate| rate / conns as f64),
@@ -269,6 +275,7 @@ pub fn run(args: &RunArgs) -> Result<RunReport> {
         conns,
         connected,
         size: args.size,
+        reply_size: args.expect_reply_size,
         pipeline: args.pipeline,
         fanout: args.expect_fanout,
         rate: args.rate,
@@ -403,7 +410,7 @@ impl Connection {
                 role: Role::Client,
                 allowed_rsv: 0,
                 // Room for a wrong-sized echo to be reported as a mismatch, not a protocol error.
-                max_message_size: plan.size.saturating_mul(2).max(4096),
+                max_message_size: plan.reply_size.saturating_mul(2).max(4096),
             }),
             template: Template::new(plan.size),
             epoch: plan.epoch,
@@ -532,13 +539,15 @@ impl Connection {
             match event {
                 Event::Message(message) => {
                     let stamp = read_stamp(&message.payload)
-                        .filter(|s| s.seq == self.answered && message.payload.len() == plan.size)
+                        .filter(|s| {
+                            s.seq == self.answered && message.payload.len() == plan.reply_size
+                        })
                         .ok_or_else(|| {
                             anyhow!(
                                 "echo of {} bytes does not match message {} ({} bytes)",
                                 message.payload.len(),
                                 self.answered,
-                                plan.size
+                                plan.reply_size
                             )
                         })?;
                     if in_window {

@@ -32,6 +32,7 @@ const PROXY_WATCH: &str = "proxy";
 const TARGET_CASE: CaseKey = CaseKey {
     conns: 100,
     size: 64,
+    reply_size: None,
     pipeline: 16,
     fanout: 1,
 };
@@ -81,6 +82,7 @@ fn parse_records(text: &str) -> Result<Vec<Record>> {
 struct CaseKey {
     conns: usize,
     size: usize,
+    reply_size: Option<usize>,
     pipeline: u32,
     fanout: u32,
 }
@@ -90,22 +92,34 @@ impl CaseKey {
         CaseKey {
             conns: run.conns,
             size: run.size,
+            reply_size: run.reply_size,
             pipeline: run.pipeline,
             fanout: run.fanout,
         }
     }
 
     fn label(&self) -> String {
-        let size = if self.size.is_multiple_of(1024) {
-            format!("{} KiB", self.size / 1024)
-        } else {
-            format!("{} B", self.size)
-        };
-        let mut label = format!("{} conns × {size} × p{}", self.conns, self.pipeline);
+        let mut label = format!(
+            "{} conns × {} × p{}",
+            self.conns,
+            size_label(self.size),
+            self.pipeline
+        );
         if self.fanout > 1 {
             let _ = write!(label, ", fan-out ×{}", self.fanout);
         }
+        if let Some(reply) = self.reply_size {
+            let _ = write!(label, ", {} replies", size_label(reply));
+        }
         label
+    }
+}
+
+fn size_label(size: usize) -> String {
+    if size.is_multiple_of(1024) {
+        format!("{} KiB", size / 1024)
+    } else {
+        format!("{size} B")
     }
 }
 
@@ -201,7 +215,9 @@ fn render_spliced(out: &mut String, cases: &[(CaseKey, Vec<&RunReport>)]) {
     }
     out.push_str("\n## Uninspected upstream -> client direction\n\n");
     out.push_str(
-        "Fan-out echo (each inbound message comes back as several), inbound inspection on, \
+        "Echo servers that answer each inbound message several times (fan-out), some with \
+         larger replies, so that the upstream -> client direction carries most bytes; inbound \
+         inspection on, \
          outbound not inspected: `fg-in` = the frame relay, `fg-splice` = splice(2), `kernel` = \
          the sockmap verdict program. GB = payload delivered to the clients; machine CPU = busy \
          time of all CPUs from /proc/stat (softirq and kernel threads included, and the \
@@ -582,6 +598,7 @@ mod tests {
             conns,
             connected: conns,
             size: 64,
+            reply_size: None,
             pipeline: 16,
             fanout: 1,
             rate: None,

@@ -16,9 +16,14 @@ struct Echo {
 
 impl Echo {
     fn start(fanout: u32) -> Echo {
+        Echo::start_with(fanout, &[])
+    }
+
+    fn start_with(fanout: u32, extra: &[&str]) -> Echo {
         let mut child = Command::new(BIN)
             .args(["echo", "--listen", "127.0.0.1:0", "--threads", "1"])
             .args(["--fanout", &fanout.to_string(), "--exit-after", "60"])
+            .args(extra)
             .stdout(Stdio::piped())
             .spawn()
             .expect("spawn echo");
@@ -139,6 +144,31 @@ fn fan_out_answers_count_once_per_message() {
         recv + 12 >= 3 * round_trips && recv <= 3 * round_trips + 12,
         "{run}"
     );
+}
+
+#[test]
+fn resized_replies_keep_their_stamp_and_are_counted_in_bytes() {
+    let echo = Echo::start_with(2, &["--reply-size", "16384"]);
+    let args = [
+        "--conns",
+        "2",
+        "--size",
+        "64",
+        "--expect-fanout",
+        "2",
+        "--expect-reply-size",
+        "16384",
+    ];
+    let run = short_run(&echo.url(), &args);
+    assert_eq!(count(&run, "errors"), 0, "{run}");
+    assert_eq!(run["reply_size"].as_u64(), Some(16384), "{run}");
+    let recv = run["mb_per_sec_recv"].as_f64().unwrap();
+    let sent = run["mb_per_sec_sent"].as_f64().unwrap();
+    // Two replies of 16 KiB for every 64-byte message, give or take the window's edges.
+    assert!(recv > 400.0 * sent && recv < 600.0 * sent, "{run}");
+    // Without the matching expectation every reply is a mismatch.
+    let run = short_run(&echo.url(), &args[..6]);
+    assert_eq!(count(&run, "errors"), 2, "{run}");
 }
 
 #[test]
