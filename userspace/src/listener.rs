@@ -229,8 +229,12 @@ async fn run_acceptor(acceptor: Acceptor, mut shutdown: watch::Receiver<bool>) {
 /// Run the proxy until SIGINT or SIGTERM, then drain.
 pub fn run(config: Config, reload: Reload, data_path: Option<DataPath>) -> anyhow::Result<()> {
     let kernel = load_kernel(&config, data_path)?;
+    // Built (rule databases compiled) before the listeners exist, so that the first connection
+    // finds the proxy ready rather than waiting in the backlog.
+    let app = App::build(config)?;
+    let config = &app.config;
     let workers = worker_count(config.system.worker_threads);
-    let (bound, acceptors) = bind_all(&config, workers, config.system.connection_steering)?;
+    let (bound, acceptors) = bind_all(config, workers, config.system.connection_steering)?;
     let metrics_socket = match &config.observability.metrics {
         Some(m) => Some((
             bind_reuseport(m.address).context("metrics listener")?,
@@ -239,12 +243,7 @@ pub fn run(config: Config, reload: Reload, data_path: Option<DataPath>) -> anyho
         None => None,
     };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let shared = Arc::new(Shared::new(
-        App::build(config)?,
-        shutdown_rx,
-        kernel,
-        data_path,
-    ));
+    let shared = Arc::new(Shared::new(app, shutdown_rx, kernel, data_path));
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let mut threads = Vec::with_capacity(workers);
     for (index, listeners) in bound.into_iter().enumerate() {

@@ -24,21 +24,7 @@ fn fragments(message: &[u8], cuts: &[usize]) -> Vec<u8> {
     bounds.extend_from_slice(cuts);
     bounds.push(message.len());
     let pieces: Vec<&[u8]> = bounds.windows(2).map(|w| &message[w[0]..w[1]]).collect();
-    let last = pieces.len() - 1;
-    pieces
-        .iter()
-        .enumerate()
-        .flat_map(|(i, piece)| {
-            let opcode = if i == 0 {
-                frame::TEXT
-            } else {
-                frame::CONTINUATION
-            };
-            FrameSpec::new(opcode, piece.to_vec())
-                .fin(i == last)
-                .encode()
-        })
-        .collect()
+    frame::text_fragments(&pieces, 0, 0)
 }
 
 /// Characters of 1, 2, 3 and 4 UTF-8 bytes, so cuts land inside each kind.

@@ -149,29 +149,10 @@ async fn benign_text_with_or_and_a_double_dash_passes() {
     );
 }
 
-/// The text message `pieces.concat()` as one fragment per piece.
-fn fragmented(pieces: &[&str]) -> Vec<u8> {
-    let last = pieces.len() - 1;
-    pieces
-        .iter()
-        .enumerate()
-        .flat_map(|(i, piece)| {
-            let opcode = if i == 0 {
-                frame::TEXT
-            } else {
-                frame::CONTINUATION
-            };
-            FrameSpec::new(opcode, piece.as_bytes())
-                .fin(i == last)
-                .encode()
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn xss_split_across_three_fragments_and_tcp_writes_is_blocked_whole() {
     // No fragment holds a whole token; the writes cut frame headers and payloads alike.
-    let attack = fragmented(&["<scr", "ipt>alert(document.cookie)</sc", "ript>"]);
+    let attack = frame::text_fragments(&["<scr", "ipt>alert(document.cookie)</sc", "ript>"], 0, 0);
     assert_blocked_frames(&attack, 3, XSS_REASON).await;
 }
 
@@ -280,23 +261,8 @@ async fn compressed_xss_is_inflated_with_the_connections_context_and_blocked() {
 
 /// `message` as `pieces` frames: the first with RSV1, each continuation with `continuation_rsv`.
 fn compressed_fragments(message: &[u8], pieces: usize, continuation_rsv: u8) -> Vec<u8> {
-    let size = message.len().div_ceil(pieces);
-    let chunks: Vec<&[u8]> = message.chunks(size).collect();
-    let last = chunks.len() - 1;
-    chunks
-        .iter()
-        .enumerate()
-        .flat_map(|(i, chunk)| {
-            let (opcode, rsv) = match i {
-                0 => (frame::TEXT, RSV1),
-                _ => (frame::CONTINUATION, continuation_rsv),
-            };
-            FrameSpec::new(opcode, chunk.to_vec())
-                .rsv(rsv)
-                .fin(i == last)
-                .encode()
-        })
-        .collect()
+    let chunks: Vec<&[u8]> = message.chunks(message.len().div_ceil(pieces)).collect();
+    frame::text_fragments(&chunks, RSV1, continuation_rsv)
 }
 
 #[tokio::test]

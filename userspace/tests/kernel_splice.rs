@@ -22,11 +22,9 @@ const UPSTREAM_ENDED: Ended = Ended::UpstreamEnded {
 
 #[tokio::test]
 async fn spliced_traffic_arrives_intact_and_in_order_without_userspace_copies() {
-    let _serial = SERIAL.lock().await;
-    let Some(kernel) = kernel_or_skip() else {
+    let Some((_serial, kernel, dmesg)) = kernel_test().await else {
         return;
     };
-    let dmesg = Dmesg::start();
     for payload in [60, 16 * 1024, 1_000_000] {
         let Rig {
             mut upstream_peer,
@@ -66,11 +64,9 @@ async fn spliced_traffic_arrives_intact_and_in_order_without_userspace_copies() 
 
 #[tokio::test]
 async fn bytes_queued_before_insert_are_neither_lost_nor_doubled() {
-    let _serial = SERIAL.lock().await;
-    let Some(kernel) = kernel_or_skip() else {
+    let Some((_serial, kernel, dmesg)) = kernel_test().await else {
         return;
     };
-    let dmesg = Dmesg::start();
     for partly_read in [false, true] {
         let Rig {
             mut upstream_peer,
@@ -179,11 +175,9 @@ async fn an_immediate_upstream_close_after_64_mib_loses_nothing() {
 
 #[tokio::test]
 async fn a_client_that_stops_reading_is_evicted_with_memory_bounded() {
-    let _serial = SERIAL.lock().await;
-    let Some(kernel) = kernel_or_skip() else {
+    let Some((_serial, kernel, dmesg)) = kernel_test().await else {
         return;
     };
-    let dmesg = Dmesg::start();
     const CONNECTIONS: usize = 4;
     const TOTAL: u64 = 160 << 20;
     let frames = Frames::new(16_000);
@@ -300,11 +294,9 @@ async fn a_client_that_stops_reading_is_evicted_with_memory_bounded() {
 
 #[tokio::test]
 async fn an_idle_spliced_connection_costs_no_cpu() {
-    let _serial = SERIAL.lock().await;
-    let Some(kernel) = kernel_or_skip() else {
+    let Some((_serial, kernel, dmesg)) = kernel_test().await else {
         return;
     };
-    let dmesg = Dmesg::start();
     let Rig {
         mut upstream_peer,
         upstream,
@@ -339,11 +331,9 @@ async fn an_idle_spliced_connection_costs_no_cpu() {
 
 #[tokio::test]
 async fn a_pause_stops_at_a_frame_boundary_and_resumes_in_the_kernel() {
-    let _serial = SERIAL.lock().await;
-    let Some(kernel) = kernel_or_skip() else {
+    let Some((_serial, kernel, dmesg)) = kernel_test().await else {
         return;
     };
-    let dmesg = Dmesg::start();
     let Rig {
         mut upstream_peer,
         upstream,
@@ -425,11 +415,9 @@ async fn a_pause_stops_at_a_frame_boundary_and_resumes_in_the_kernel() {
 
 #[tokio::test]
 async fn maps_are_empty_after_1000_sequential_and_200_concurrent_connections() {
-    let _serial = SERIAL.lock().await;
-    let Some(kernel) = kernel_or_skip() else {
+    let Some((_serial, kernel, dmesg)) = kernel_test().await else {
         return;
     };
-    let dmesg = Dmesg::start();
     async fn one(kernel: &KernelPath) {
         let Rig {
             mut upstream_peer,

@@ -32,6 +32,14 @@ pub fn kernel_or_skip() -> Option<KernelPath> {
     }
 }
 
+/// The start of a kernel test: the turn to run (one at a time), the loaded kernel path, and
+/// where the kernel log stood. None when FRAMEGUARD_SKIP_EBPF_TESTS=1.
+pub async fn kernel_test() -> Option<(tokio::sync::MutexGuard<'static, ()>, KernelPath, Dmesg)> {
+    let serial = SERIAL.lock().await;
+    let kernel = kernel_or_skip()?;
+    Some((serial, kernel, Dmesg::start()))
+}
+
 /// upstream_peer -> [upstream | proxy | client] -> client_peer
 pub struct Rig {
     pub upstream_peer: TcpStream,

@@ -212,3 +212,27 @@ pub fn parse_frame(buf: &[u8], max_payload: usize) -> Parsed {
     };
     Parsed::Frame(frame, pos + len)
 }
+
+/// A text message sent as one frame per piece (pieces may split characters): the first a Text
+/// frame with `first_rsv`, the rest Continuation frames with `continuation_rsv`, FIN on the last.
+pub fn text_fragments<P: AsRef<[u8]>>(
+    pieces: &[P],
+    first_rsv: u8,
+    continuation_rsv: u8,
+) -> Vec<u8> {
+    let last = pieces.len() - 1;
+    pieces
+        .iter()
+        .enumerate()
+        .flat_map(|(i, piece)| {
+            let (opcode, rsv) = match i {
+                0 => (TEXT, first_rsv),
+                _ => (CONTINUATION, continuation_rsv),
+            };
+            FrameSpec::new(opcode, piece.as_ref().to_vec())
+                .rsv(rsv)
+                .fin(i == last)
+                .encode()
+        })
+        .collect()
+}
