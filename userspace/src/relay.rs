@@ -7,8 +7,12 @@
 //! awaited for a bounded time; a protocol violation closes the offender with its code and the
 //! other side with a neutral one, and the offending message is never written anywhere.
 
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -17,8 +21,7 @@ use frameguard_codec::{
     Event, OpCode, ProtocolError, Role,
 };
 use prometheus_client::metrics::counter::Counter;
-use rand::{rngs::StdRng, Rng, SeedableRng};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{watch, Mutex};
 use tokio::time::timeout;
@@ -52,7 +55,6 @@ pub struct RelaySettings {
     /// How long to wait for the other side's Close, and for the offender to hang up after we
     /// closed it.
     pub close_timeout: Duration,
-    pub read_buffer: usize,
     /// Send the client a ping this often; no pong within `ping_timeout` drops the connection.
     pub ping_interval: Option<Duration>,
     pub ping_timeout: Duration,
@@ -131,9 +133,6 @@ struct Liveness {
 }
 
 const KEEPALIVE_PREFIX: &[u8] = b"frameguard-keepalive-";
-
-/// First read buffer of a pump.
-const INITIAL_READ_RESERVE: usize = 2048;
 
 impl Liveness {
     fn touch(&self) {
@@ -242,40 +241,62 @@ struct Pump {
     source: Reader,
     destination: SharedSink,
     decoder: Decoder,
+    /// Received bytes not decoded yet: a partial frame, or nothing (and no allocation).
     read_buf: BytesMut,
-    write_buf: BytesMut,
-    events: Vec<Event>,
-    decisions: Vec<Decision>,
-    rng: StdRng,
-    read_buffer: usize,
-    /// How much to reserve before the next read (grows towards `read_buffer`).
-    next_reserve: usize,
     stats: Arc<SharedStats>,
     meters: DirectionMeters,
     liveness: Arc<Liveness>,
 }
 
+/// Most a read takes at once.
+const READ_CHUNK: usize = 64 * 1024;
+
+thread_local! {
+    /// The worker's read buffer, shared by its pumps: a connection waiting for data holds none,
+    /// only the bytes of a partial frame.
+    static READ_SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
+    /// Decoded events and their decisions while a batch is judged and encoded; never held
+    /// across an await, so one pair serves all the worker's pumps.
+    static BATCH: RefCell<(Vec<Event>, Vec<Decision>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Read once from `source` into the worker's scratch buffer and hand the bytes to `take`.
+async fn read_scratch(source: &mut Reader, mut take: impl FnMut(&[u8])) -> std::io::Result<usize> {
+    std::future::poll_fn(|cx| {
+        READ_SCRATCH.with_borrow_mut(|scratch| {
+            let mut buf = ReadBuf::new(scratch);
+            std::task::ready!(Pin::new(&mut *source).poll_read(cx, &mut buf))?;
+            take(buf.filled());
+            Poll::Ready(Ok(buf.filled().len()))
+        })
+    })
+    .await
+}
+
+/// The frames one batch produced for the destination.
+struct Outgoing {
+    frames: BytesMut,
+    /// The code of the Close frame at the end of `frames`, if there is one (0: none given).
+    close: Option<u16>,
+    /// Why the pump ends once `frames` are written, if it does.
+    end: Option<PumpEnd>,
+}
+
 impl Pump {
-    async fn run(mut self, inspector: &mut dyn MessageInspector) -> (Pump, PumpEnd) {
+    async fn run(
+        mut self: Box<Self>,
+        inspector: &mut dyn MessageInspector,
+    ) -> (Box<Pump>, PumpEnd) {
         // Bytes that arrived with the handshake are decoded before the first read.
         let end = loop {
-            let failure = self.decode_available();
-            if let Some(end) = self.forward(inspector, failure).await {
+            let outgoing = self.prepare(inspector);
+            if let Some(end) = self.deliver(outgoing).await {
                 break end;
             }
-            // Start small so that idle connections stay cheap; a read that fills the buffer
-            // doubles the next one, up to `read_buffer`.
-            let spare = self.read_buf.capacity() - self.read_buf.len();
-            if spare < self.next_reserve / 2 {
-                self.read_buf.reserve(self.next_reserve);
-            }
-            let spare = self.read_buf.capacity() - self.read_buf.len();
-            match self.source.read_buf(&mut self.read_buf).await {
+            let read_buf = &mut self.read_buf;
+            match read_scratch(&mut self.source, |bytes| read_buf.extend_from_slice(bytes)).await {
                 Ok(0) | Err(_) => break PumpEnd::Eof,
                 Ok(n) => {
-                    if n == spare {
-                        self.next_reserve = (self.next_reserve * 2).min(self.read_buffer);
-                    }
                     self.stats.bytes.fetch_add(n as u64, Ordering::Relaxed);
                     self.meters.bytes.inc_by(n as u64);
                 }
@@ -284,13 +305,34 @@ impl Pump {
         (self, end)
     }
 
-    /// Decode every complete event in the read buffer, up to a Close or a protocol error.
-    fn decode_available(&mut self) -> Option<ProtocolError> {
+    /// Decode every complete event in the read buffer (up to a Close or a protocol error),
+    /// inspect them as one batch and encode the allowed ones in order, stopping at the first
+    /// one refused.
+    fn prepare(&mut self, inspector: &mut dyn MessageInspector) -> Outgoing {
+        let outgoing = BATCH.with_borrow_mut(|(events, decisions)| {
+            let failure = self.decode_available(events);
+            decisions.clear();
+            inspector.inspect(self.direction, events, decisions);
+            let mut outgoing = self.encode(events, decisions);
+            outgoing.end = outgoing.end.or(failure.map(|err| PumpEnd::Violation {
+                code: err.code,
+                reason: err.reason,
+            }));
+            outgoing
+        });
+        if self.read_buf.is_empty() {
+            // Let go of the buffer between frames, so that an idle connection holds none.
+            self.read_buf = BytesMut::new();
+        }
+        outgoing
+    }
+
+    fn decode_available(&mut self, events: &mut Vec<Event>) -> Option<ProtocolError> {
         loop {
             match self.decoder.decode(&mut self.read_buf) {
                 Ok(Some(event)) => {
                     let is_close = matches!(&event, Event::Control(c) if c.opcode == OpCode::Close);
-                    self.events.push(event);
+                    events.push(event);
                     if is_close {
                         return None;
                     }
@@ -301,25 +343,20 @@ impl Pump {
         }
     }
 
-    fn next_mask(rng: &mut StdRng, direction: Direction) -> Option<[u8; 4]> {
-        (direction == Direction::Inbound).then(|| rng.gen())
+    fn next_mask(direction: Direction) -> Option<[u8; 4]> {
+        (direction == Direction::Inbound).then(rand::random)
     }
 
-    /// Inspect the decoded events as one batch and write the allowed ones in order, stopping at
-    /// the first one refused. Returns why the pump ends, if it does.
-    async fn forward(
-        &mut self,
-        inspector: &mut dyn MessageInspector,
-        failure: Option<ProtocolError>,
-    ) -> Option<PumpEnd> {
-        self.decisions.clear();
-        inspector.inspect(self.direction, &self.events, &mut self.decisions);
-        let mut end = None;
-        let mut close = None;
+    fn encode(&mut self, events: &mut Vec<Event>, decisions: &mut Vec<Decision>) -> Outgoing {
+        let mut outgoing = Outgoing {
+            frames: BytesMut::new(),
+            close: None,
+            end: None,
+        };
         let mut saw_message = false;
-        for (event, decision) in self.events.drain(..).zip(self.decisions.drain(..)) {
+        for (event, decision) in events.drain(..).zip(decisions.drain(..)) {
             if let Decision::Close(code, reason) = decision {
-                end = Some(PumpEnd::Violation { code, reason });
+                outgoing.end = Some(PumpEnd::Violation { code, reason });
                 break;
             }
             match &event {
@@ -331,8 +368,8 @@ impl Pump {
                     self.meters.messages.inc();
                     self.meters.frame(msg.opcode, msg.fragments.len() as u64);
                     saw_message = true;
-                    let (rng, direction) = (&mut self.rng, self.direction);
-                    encode_message(&mut self.write_buf, msg, || Self::next_mask(rng, direction));
+                    let direction = self.direction;
+                    encode_message(&mut outgoing.frames, msg, || Self::next_mask(direction));
                 }
                 Event::Control(ctrl) => {
                     self.stats.frames.fetch_add(1, Ordering::Relaxed);
@@ -343,12 +380,11 @@ impl Pump {
                     {
                         continue;
                     }
-                    let mask = Self::next_mask(&mut self.rng, self.direction);
-                    encode_control(&mut self.write_buf, ctrl, mask);
+                    encode_control(&mut outgoing.frames, ctrl, Self::next_mask(self.direction));
                     if ctrl.opcode == OpCode::Close {
                         let code = ctrl.close_code_reason().map(|(code, _)| code.0);
-                        close = Some(code.unwrap_or(0));
-                        end = Some(PumpEnd::Closed(code));
+                        outgoing.close = Some(code.unwrap_or(0));
+                        outgoing.end = Some(PumpEnd::Closed(code));
                         break;
                     }
                 }
@@ -357,22 +393,23 @@ impl Pump {
         if saw_message && self.liveness.tracks_idle {
             self.liveness.touch();
         }
-        if !self.write_buf.is_empty() {
+        outgoing
+    }
+
+    /// Write a batch's frames; returns why the pump ends, if it does.
+    async fn deliver(&mut self, outgoing: Outgoing) -> Option<PumpEnd> {
+        if !outgoing.frames.is_empty() {
             let written = self
                 .destination
                 .lock()
                 .await
-                .write(&self.write_buf, close)
+                .write(&outgoing.frames, outgoing.close)
                 .await;
-            self.write_buf.clear();
             if !written {
                 return Some(PumpEnd::DestinationFailed);
             }
         }
-        end.or(failure.map(|err| PumpEnd::Violation {
-            code: err.code,
-            reason: err.reason,
-        }))
+        outgoing.end
     }
 }
 
@@ -408,8 +445,7 @@ fn notices(first: Direction, end: &PumpEnd) -> (Option<Notice>, Option<Notice>) 
 /// Read and drop what the offender still sends, so that closing the socket does not turn into
 /// a reset that could destroy the Close frame we just sent it.
 async fn discard_until_eof(source: &mut Reader) {
-    let mut scratch = vec![0u8; 16 * 1024];
-    while let Ok(n) = source.read(&mut scratch).await {
+    while let Ok(n) = read_scratch(source, |_| ()).await {
         if n == 0 {
             break;
         }
@@ -478,9 +514,9 @@ where
     let (upstream_read, upstream_write) = tokio::io::split(upstream.stream);
     let client_sink = Sink::new(SinkIo::Direct(Box::new(client_write)));
     let upstream_sink = Sink::new(SinkIo::Direct(Box::new(upstream_write)));
-    let conn = ConnectionParts::new(settings, meters);
+    let conn = ConnectionParts::new(settings);
     let [inbound_inspector, outbound_inspector] = inspectors;
-    let [inbound_meters, outbound_meters] = conn.meters.clone();
+    let [inbound_meters, outbound_meters] = meters;
     let inbound = conn.pump(
         Direction::Inbound,
         Box::new(client_read),
@@ -495,19 +531,13 @@ where
         upstream.buffered,
         outbound_meters,
     );
-    let inbound_run = async {
-        let (pump, end) = inbound.run(inbound_inspector).await;
-        (Some(pump), end)
-    };
-    let outbound_run = async {
-        let (pump, end) = outbound.run(outbound_inspector).await;
-        (Some(pump), end)
-    };
     drive(
         &conn,
         [client_sink, upstream_sink],
-        inbound_run,
-        outbound_run,
+        [
+            start(inbound, inbound_inspector),
+            start(outbound, outbound_inspector),
+        ],
         shutdown,
     )
     .await
@@ -539,8 +569,8 @@ pub async fn relay_spliced(
     let gate = Arc::new(Gate::new(client_stream.clone()));
     let client_sink = Sink::new(SinkIo::Gated(gate.clone()));
     let upstream_sink = Sink::new(SinkIo::Direct(Box::new(SharedTcp(upstream_stream.clone()))));
-    let conn = ConnectionParts::new(settings, meters);
-    let [inbound_meters, outbound_meters] = conn.meters.clone();
+    let conn = ConnectionParts::new(settings);
+    let [inbound_meters, outbound_meters] = meters;
     let inbound = conn.pump(
         Direction::Inbound,
         Box::new(SharedTcp(client_stream.clone())),
@@ -558,16 +588,12 @@ pub async fn relay_spliced(
         outbound_stats,
         outbound_meters,
     ));
-    let inbound_run = async {
-        let (pump, end) = inbound.run(inbound_inspector).await;
-        (Some(pump), end)
-    };
-    let outbound_run = async { (None, driver.await.unwrap_or(PumpEnd::Eof)) };
+    let outbound_run: PumpFuture<'_> =
+        Box::pin(async { (None, driver.await.unwrap_or(PumpEnd::Eof)) });
     drive(
         &conn,
         [client_sink, upstream_sink],
-        inbound_run,
-        outbound_run,
+        [start(inbound, inbound_inspector), outbound_run],
         shutdown,
     )
     .await
@@ -813,11 +839,10 @@ struct ConnectionParts<'a> {
     settings: &'a RelaySettings,
     liveness: Arc<Liveness>,
     stats: [Arc<SharedStats>; 2],
-    meters: [DirectionMeters; 2],
 }
 
 impl<'a> ConnectionParts<'a> {
-    fn new(settings: &'a RelaySettings, meters: [DirectionMeters; 2]) -> ConnectionParts<'a> {
+    fn new(settings: &'a RelaySettings) -> ConnectionParts<'a> {
         ConnectionParts {
             settings,
             liveness: Arc::new(Liveness {
@@ -827,7 +852,6 @@ impl<'a> ConnectionParts<'a> {
                 tracks_idle: settings.idle_timeout.is_some(),
             }),
             stats: [Arc::default(), Arc::default()],
-            meters,
         }
     }
 
@@ -838,12 +862,12 @@ impl<'a> ConnectionParts<'a> {
         destination: &SharedSink,
         buffered: Bytes,
         meters: DirectionMeters,
-    ) -> Pump {
+    ) -> Box<Pump> {
         let role = match direction {
             Direction::Inbound => Role::Server,
             Direction::Outbound => Role::Client,
         };
-        Pump {
+        Box::new(Pump {
             direction,
             source,
             destination: destination.clone(),
@@ -853,28 +877,33 @@ impl<'a> ConnectionParts<'a> {
                 max_message_size: self.settings.max_message_size,
             }),
             read_buf: BytesMut::from(&buffered[..]),
-            write_buf: BytesMut::new(),
-            events: Vec::new(),
-            decisions: Vec::new(),
-            rng: StdRng::from_entropy(),
-            read_buffer: self.settings.read_buffer,
-            next_reserve: INITIAL_READ_RESERVE.min(self.settings.read_buffer),
             stats: self.stats[direction as usize].clone(),
             meters,
             liveness: self.liveness.clone(),
-        }
+        })
     }
 }
 
-type PumpRun = (Option<Pump>, PumpEnd);
+/// How a direction ended, with its pump when it had one (a spliced direction has none).
+type PumpRun = (Option<Box<Pump>>, PumpEnd);
+
+/// A running direction. On the heap, as the pump is, so that the connection's future only
+/// points at them.
+type PumpFuture<'a> = Pin<Box<dyn Future<Output = PumpRun> + Send + 'a>>;
+
+fn start(pump: Box<Pump>, inspector: &mut dyn MessageInspector) -> PumpFuture<'_> {
+    Box::pin(async move {
+        let (pump, end) = pump.run(inspector).await;
+        (Some(pump), end)
+    })
+}
 
 /// The life of a relayed connection after both directions started: keep-alive, idle timeout,
 /// shutdown, and the close sequence once a direction ends.
 async fn drive(
     conn: &ConnectionParts<'_>,
     [client_sink, upstream_sink]: [SharedSink; 2],
-    inbound_run: impl std::future::Future<Output = PumpRun>,
-    outbound_run: impl std::future::Future<Output = PumpRun>,
+    [mut inbound_run, mut outbound_run]: [PumpFuture<'_>; 2],
     mut shutdown: watch::Receiver<bool>,
 ) -> RelayOutcome {
     let settings = conn.settings;
@@ -886,7 +915,6 @@ async fn drive(
         ping_sent: None,
         seq: 0,
     };
-    tokio::pin!(inbound_run, outbound_run);
     let mut shutting_down = *shutdown.borrow();
     if shutting_down {
         client_sink
@@ -946,15 +974,15 @@ async fn drive(
                     .close_sent
                     .get_or_insert(code.unwrap_or(0));
             }
-            let second_end = finish_after_first_end(
+            // Boxed: the close sequence needs room only once it starts.
+            let second_end = Box::pin(finish_after_first_end(
                 first,
                 first_pump,
                 &first_end,
                 [&client_sink, &upstream_sink],
                 settings.close_timeout,
-                inbound_run,
-                outbound_run,
-            )
+                [&mut inbound_run, &mut outbound_run],
+            ))
             .await;
             let (inbound_end, outbound_end) = match first {
                 Direction::Inbound => (Some(&first_end), second_end.as_ref()),
@@ -1000,12 +1028,11 @@ async fn drive(
 /// ended in time.
 async fn finish_after_first_end(
     first: Direction,
-    mut first_pump: Option<Pump>,
+    mut first_pump: Option<Box<Pump>>,
     first_end: &PumpEnd,
     [client_sink, upstream_sink]: [&SharedSink; 2],
     close_timeout: Duration,
-    inbound_run: std::pin::Pin<&mut impl std::future::Future<Output = PumpRun>>,
-    outbound_run: std::pin::Pin<&mut impl std::future::Future<Output = PumpRun>>,
+    [inbound_run, outbound_run]: [&mut PumpFuture<'_>; 2],
 ) -> Option<PumpEnd> {
     let (source_sink, other_sink) = match first {
         Direction::Inbound => (client_sink, upstream_sink),

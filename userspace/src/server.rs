@@ -39,7 +39,6 @@ pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// A client must finish its request head within this time (slowloris).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
-const RELAY_READ_BUFFER: usize = 64 * 1024;
 
 /// Per-worker resources for one configuration: pooled HTTP clients, one per upstream.
 pub struct Worker {
@@ -265,7 +264,6 @@ async fn websocket<S: ClientStream>(
             0
         },
         close_timeout: CLOSE_TIMEOUT,
-        read_buffer: RELAY_READ_BUFFER,
         ping_interval: route.websocket.ping_interval,
         ping_timeout: route.websocket.ping_timeout,
         idle_timeout: route.websocket.idle_timeout,
