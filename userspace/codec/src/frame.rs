@@ -94,7 +94,9 @@ impl FrameHeader {
     /// Parses the header at the front of `src` and checks the rules that need no connection state:
     /// known opcode, unfragmented and short control frames, minimal length encoding, top length bit
     /// clear. Returns the header and its encoded size, or None while `src` holds only part of it.
-    pub(crate) fn parse(src: &[u8]) -> Result<Option<(FrameHeader, usize)>, ProtocolError> {
+    /// Public only for the benchmarks: callers go through [`Decoder`](crate::Decoder).
+    #[doc(hidden)]
+    pub fn parse(src: &[u8]) -> Result<Option<(FrameHeader, usize)>, ProtocolError> {
         let [first, second, ..] = *src else {
             return Ok(None);
         };

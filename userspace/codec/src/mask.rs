@@ -37,6 +37,34 @@ pub fn apply_mask_scalar(buf: &mut [u8], mask: [u8; 4], offset: usize) {
     }
 }
 
+/// The definition from RFC 6455 5.3, byte by byte: the reference the tests check
+/// [`apply_mask_scalar`] against. Public only so the benchmarks can compare with it.
+#[doc(hidden)]
+pub fn apply_mask_by_definition(buf: &mut [u8], mask: [u8; 4], offset: usize) {
+    for (index, byte) in buf.iter_mut().enumerate() {
+        *byte ^= mask[(offset % 4 + index) % 4];
+    }
+}
+
+/// Every implementation this CPU can run, by name, for the tests that check them against
+/// [`apply_mask_scalar`]. Public only so the benchmarks can time each one, not just the one
+/// [`apply_mask`] picks.
+#[doc(hidden)]
+pub fn implementations() -> Vec<(&'static str, MaskFn)> {
+    let mut found: Vec<(&'static str, MaskFn)> =
+        vec![("scalar", apply_mask_scalar), ("dispatched", apply_mask)];
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    {
+        if is_x86_feature_detected!("avx2") {
+            found.push(("avx2", x86::avx2));
+        }
+        if is_x86_feature_detected!("sse2") {
+            found.push(("sse2", x86::sse2));
+        }
+    }
+    found
+}
+
 type MaskFn = fn(&mut [u8], [u8; 4], usize);
 
 static SELECTED: OnceLock<MaskFn> = OnceLock::new();
@@ -76,16 +104,16 @@ mod x86 {
     /// Entry point stored by `select_implementation` only after AVX2 was detected.
     pub(super) fn avx2(buf: &mut [u8], mask: [u8; 4], offset: usize) {
         debug_assert!(is_x86_feature_detected!("avx2"));
-        // SAFETY: `select_implementation` (and the tests) hand out this function only when the
-        // running CPU reports AVX2.
+        // SAFETY: `select_implementation` and `implementations` hand out this function only when
+        // the running CPU reports AVX2.
         unsafe { avx2_impl(buf, mask, offset) }
     }
 
     /// Entry point stored by `select_implementation` only after SSE2 was detected.
     pub(super) fn sse2(buf: &mut [u8], mask: [u8; 4], offset: usize) {
         debug_assert!(is_x86_feature_detected!("sse2"));
-        // SAFETY: `select_implementation` (and the tests) hand out this function only when the
-        // running CPU reports SSE2.
+        // SAFETY: `select_implementation` and `implementations` hand out this function only when
+        // the running CPU reports SSE2.
         unsafe { sse2_impl(buf, mask, offset) }
     }
 
@@ -126,29 +154,6 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// The definition from RFC 6455 5.3, byte by byte.
-    fn mask_by_definition(buf: &mut [u8], mask: [u8; 4], offset: usize) {
-        for (index, byte) in buf.iter_mut().enumerate() {
-            *byte ^= mask[(offset % 4 + index) % 4];
-        }
-    }
-
-    /// Every implementation this CPU can run, by name.
-    fn implementations() -> Vec<(&'static str, MaskFn)> {
-        let mut found: Vec<(&'static str, MaskFn)> =
-            vec![("scalar", apply_mask_scalar), ("dispatched", apply_mask)];
-        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
-        {
-            if is_x86_feature_detected!("avx2") {
-                found.push(("avx2", x86::avx2));
-            }
-            if is_x86_feature_detected!("sse2") {
-                found.push(("sse2", x86::sse2));
-            }
-        }
-        found
-    }
-
     #[test]
     fn rfc_example_masks_hello() {
         // RFC 6455 5.7: "Hello" masked with 37 fa 21 3d.
@@ -172,7 +177,7 @@ mod tests {
         let mut fast = vec![0xAAu8; 100];
         let mut reference = fast.clone();
         apply_mask(&mut fast, [9, 8, 7, 6], usize::MAX);
-        mask_by_definition(&mut reference, [9, 8, 7, 6], usize::MAX);
+        apply_mask_by_definition(&mut reference, [9, 8, 7, 6], usize::MAX);
         assert_eq!(fast, reference);
     }
 
@@ -186,7 +191,7 @@ mod tests {
             let mut scalar = data.clone();
             let mut reference = data;
             apply_mask_scalar(&mut scalar, mask, offset);
-            mask_by_definition(&mut reference, mask, offset);
+            apply_mask_by_definition(&mut reference, mask, offset);
             prop_assert_eq!(scalar, reference);
         }
 
