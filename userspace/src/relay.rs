@@ -187,7 +187,9 @@ impl Sink {
         self.close_sent = close;
         self.failed = match &mut self.io {
             SinkIo::Direct(io) => io.write_all(bytes).await.is_err() || io.flush().await.is_err(),
-            SinkIo::Gated(gate) => !gate.write(bytes, close.is_some()).await,
+            // Boxed: only the proxy's own frames to a spliced client come here, and the wait
+            // would otherwise take room in every pump.
+            SinkIo::Gated(gate) => !Box::pin(gate.write(bytes, close.is_some())).await,
         };
         !self.failed
     }
@@ -399,13 +401,12 @@ impl Pump {
     /// Write a batch's frames; returns why the pump ends, if it does.
     async fn deliver(&mut self, outgoing: Outgoing) -> Option<PumpEnd> {
         if !outgoing.frames.is_empty() {
-            let written = self
-                .destination
-                .lock()
-                .await
-                .write(&outgoing.frames, outgoing.close)
-                .await;
-            if !written {
+            let mut destination = match self.destination.try_lock() {
+                Ok(destination) => destination,
+                // Boxed for the same reason: the sink is rarely contended.
+                Err(_) => Box::pin(self.destination.lock()).await,
+            };
+            if !destination.write(&outgoing.frames, outgoing.close).await {
                 return Some(PumpEnd::DestinationFailed);
             }
         }
@@ -498,14 +499,17 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 /// Relay frames between `client` and `upstream` until the connection ends, or until shutdown
 /// asks the client to close (1001) and it has.
-pub async fn relay<C, U>(
+///
+/// Everything is set up before the future is returned, so that it holds only what the
+/// connection needs while it runs.
+pub fn relay<'a, C, U>(
     client: Peer<C>,
     upstream: Peer<U>,
-    settings: &RelaySettings,
+    settings: &'a RelaySettings,
     meters: [DirectionMeters; 2],
     shutdown: watch::Receiver<bool>,
-    inspectors: [&mut dyn MessageInspector; 2],
-) -> RelayOutcome
+    inspectors: [&'a mut dyn MessageInspector; 2],
+) -> impl Future<Output = RelayOutcome> + Send + 'a
 where
     C: AsyncRead + AsyncWrite + Send + 'static,
     U: AsyncRead + AsyncWrite + Send + 'static,
@@ -532,7 +536,7 @@ where
         outbound_meters,
     );
     drive(
-        &conn,
+        conn,
         [client_sink, upstream_sink],
         [
             start(inbound, inbound_inspector),
@@ -540,7 +544,6 @@ where
         ],
         shutdown,
     )
-    .await
 }
 
 /// How an uninspected upstream -> client direction is carried without the frame pump.
@@ -554,16 +557,17 @@ pub enum SplicePath {
 
 /// Like [`relay`], but the upstream -> client direction is spliced (it must need no
 /// inspection). Writes the proxy itself makes to the client (pings, Closes) wait for the
-/// spliced direction to pause at a frame boundary.
-pub async fn relay_spliced(
+/// spliced direction to pause at a frame boundary. Set up before the future is returned, as
+/// [`relay`] is.
+pub fn relay_spliced<'a>(
     client: Peer<TcpStream>,
     upstream: Peer<TcpStream>,
     path: SplicePath,
-    settings: &RelaySettings,
+    settings: &'a RelaySettings,
     meters: [DirectionMeters; 2],
     shutdown: watch::Receiver<bool>,
-    inbound_inspector: &mut dyn MessageInspector,
-) -> RelayOutcome {
+    inbound_inspector: &'a mut dyn MessageInspector,
+) -> impl Future<Output = RelayOutcome> + Send + 'a {
     let client_stream = Arc::new(client.stream);
     let upstream_stream = Arc::new(upstream.stream);
     let gate = Arc::new(Gate::new(client_stream.clone()));
@@ -591,12 +595,11 @@ pub async fn relay_spliced(
     let outbound_run: PumpFuture<'_> =
         Box::pin(async { (None, driver.await.unwrap_or(PumpEnd::Eof)) });
     drive(
-        &conn,
+        conn,
         [client_sink, upstream_sink],
         [start(inbound, inbound_inspector), outbound_run],
         shutdown,
     )
-    .await
 }
 
 /// Carry the spliced direction until the upstream ends or the proxy closed the client.
@@ -901,7 +904,7 @@ fn start(pump: Box<Pump>, inspector: &mut dyn MessageInspector) -> PumpFuture<'_
 /// The life of a relayed connection after both directions started: keep-alive, idle timeout,
 /// shutdown, and the close sequence once a direction ends.
 async fn drive(
-    conn: &ConnectionParts<'_>,
+    conn: ConnectionParts<'_>,
     [client_sink, upstream_sink]: [SharedSink; 2],
     [mut inbound_run, mut outbound_run]: [PumpFuture<'_>; 2],
     mut shutdown: watch::Receiver<bool>,

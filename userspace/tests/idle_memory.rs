@@ -52,7 +52,7 @@ const CONNECTIONS: usize = 200;
 
 /// Heap bytes one idle relayed connection may hold: its task, both pumps, the sinks and the
 /// shared counters. A read buffer kept per direction would be well past it.
-const IDLE_BOUND: usize = 6 * 1024;
+const IDLE_BOUND: usize = 4 * 1024;
 
 /// One relayed connection's four sockets: the test's client and upstream ends, and the
 /// proxy's ends of both.
