@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -116,6 +116,48 @@ pub async fn serve<S: ClientStream>(
     if let Err(err) = result {
         debug!(%peer, error = %err, "client connection ended with an error");
     }
+    served();
+}
+
+/// Client connections whose HTTP part is over (an upgraded one goes on in the relay), and
+/// their count when free memory was last returned.
+static SERVED: AtomicU64 = AtomicU64::new(0);
+static SERVED_AT_TRIM: AtomicU64 = AtomicU64::new(0);
+static TRIM_SCHEDULED: AtomicBool = AtomicBool::new(false);
+/// Connections that must have ended since the last trim for another to be worth its time (a
+/// few milliseconds with thousands of connections open).
+const TRIM_EVERY: u64 = 32;
+/// How long no connection's HTTP part may end before the memory they used is returned.
+const TRIM_AFTER_QUIET: Duration = Duration::from_millis(250);
+
+/// A connection's HTTP buffers (hyper's, with the upstream handshake's some 40 KiB) are free
+/// now but stay resident: a burst of handshakes leaves that much behind per handshake that
+/// was in progress at once. When connections stop ending for a moment, it is returned.
+fn served() {
+    let served = SERVED.fetch_add(1, Ordering::Relaxed) + 1;
+    if served - SERVED_AT_TRIM.load(Ordering::Relaxed) < TRIM_EVERY
+        || TRIM_SCHEDULED.swap(true, Ordering::Relaxed)
+    {
+        return;
+    }
+    tokio::spawn(async {
+        loop {
+            let seen = SERVED.load(Ordering::Relaxed);
+            tokio::time::sleep(TRIM_AFTER_QUIET).await;
+            if SERVED.load(Ordering::Relaxed) == seen {
+                break;
+            }
+        }
+        // Cleared first: connections that end from now on count towards the next trim.
+        SERVED_AT_TRIM.store(SERVED.load(Ordering::Relaxed), Ordering::Relaxed);
+        TRIM_SCHEDULED.store(false, Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        crate::app::release_free_memory();
+        debug!(
+            took_us = started.elapsed().as_micros() as u64,
+            "returned free memory"
+        );
+    });
 }
 
 async fn handle<S: ClientStream>(req: Request<Incoming>, conn: Arc<Connection>) -> Response<Body> {
