@@ -27,6 +27,20 @@ pub fn release_free_memory() {
     }
 }
 
+/// How much free memory a heap keeps at its top. malloc_trim leaves the top of the workers'
+/// heaps alone, and glibc's own threshold for it grows with the largest block freed (rule
+/// compilation frees megabytes), so without a fixed one a worker's heap would keep what a
+/// burst of handshakes grew it by.
+const HEAP_TOP_KEPT: i32 = 128 * 1024;
+
+fn keep_heap_tops_small() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt takes no pointers; M_TRIM_THRESHOLD accepts any non-negative size.
+    unsafe {
+        libc::mallopt(libc::M_TRIM_THRESHOLD, HEAP_TOP_KEPT);
+    }
+}
+
 /// One loaded configuration with everything derived from it.
 pub struct App {
     pub config: Config,
@@ -73,6 +87,7 @@ impl App {
         let (health_stop, _) = watch::channel(false);
         // Compiling the rules (and, before this, loading the kernel program) leaves megabytes
         // of freed scratch in the heap.
+        keep_heap_tops_small();
         release_free_memory();
         Ok(App {
             config,
