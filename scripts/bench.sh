@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Load benchmark of Frameguard against the direct path and nginx, in one run, back to back.
 #
-#   scripts/bench.sh           full matrix (about 9 minutes after the build)
-#   scripts/bench.sh --quick   reduced matrix with short windows (CI smoke, about 1 minute)
+#   scripts/bench.sh           full matrix (about 13 minutes after the build)
+#   scripts/bench.sh --quick   reduced matrix with short windows (CI smoke, about 2 minutes)
 #
-# Builds frameguard and frameguard-load in release mode, starts the echo upstreams (plain and
-# fan-out), nginx (default and 64 KiB proxy buffers) and Frameguard (inspection off and on) on
-# 127.0.0.1, drives the matrix through each, and writes the markdown report to
+# Builds frameguard and frameguard-load in release mode, starts the echo upstreams (plain,
+# fan-out, and large replies to small requests), nginx (default and 64 KiB proxy buffers) and
+# Frameguard (inspection off, on, and inbound only on each data path of the uninspected
+# direction) on 127.0.0.1, drives the matrix through each, and writes the markdown report to
 # bench-results/<timestamp>.md (raw JSON results next to it), printing it too.
 # Every process it starts is stopped on exit. Traffic stays on 127.0.0.1.
 set -euo pipefail
