@@ -16,6 +16,11 @@ use crate::{Finding, InspectionPolicy, Tag, MAX_EXCERPT};
 
 static NEXT_DATABASE_ID: AtomicU64 = AtomicU64::new(1);
 
+/// Built-in rules match case-insensitively, `^`/`$` at line (view) boundaries, and report only
+/// where they end: start-of-match tracking is costly in Hyperscan, and the confirmers read back
+/// from the end to whatever they need.
+const BUILTIN_FLAGS: CompileFlags = CompileFlags::CASELESS.union(CompileFlags::MULTILINE);
+
 /// Nested JSON (a JSON document inside a JSON string, as ActionCable sends) is unpacked this
 /// many levels deep.
 const MAX_JSON_NESTING: usize = 2;
@@ -77,12 +82,7 @@ impl Database {
         let mut patterns = Vec::new();
         let mut metas = Vec::new();
         for rule in BUILTIN {
-            let leftmost = rule.confirm.needs_start();
-            let mut flags = CompileFlags::CASELESS | CompileFlags::MULTILINE;
-            if leftmost {
-                flags |= CompileFlags::SOM_LEFTMOST;
-            }
-            let mut pattern = Pattern::with_flags(rule.expression, flags)
+            let mut pattern = Pattern::with_flags(rule.expression, BUILTIN_FLAGS)
                 .map_err(|e| format!("{}: {e}", rule.id))?;
             pattern.id = Some(patterns.len());
             patterns.push(pattern);
@@ -91,7 +91,7 @@ impl Database {
                 rule_id: rule.id.to_owned(),
                 confirm: rule.confirm,
                 views: rule.views,
-                leftmost,
+                leftmost: false,
             });
         }
         for &(policy, list) in customs {
@@ -361,6 +361,7 @@ impl ViewBuffer {
 impl ScanScratch {
     pub fn begin_batch(&mut self) {
         self.views.text.clear();
+        self.views.text.push('\n');
         self.views.segments.clear();
         self.message_count = 0;
     }
@@ -489,11 +490,7 @@ mod tests {
         let failures: Vec<String> = BUILTIN
             .iter()
             .filter_map(|rule| {
-                let mut flags = CompileFlags::CASELESS | CompileFlags::MULTILINE;
-                if rule.confirm.needs_start() {
-                    flags |= CompileFlags::SOM_LEFTMOST;
-                }
-                let pattern = Pattern::with_flags(rule.expression, flags).ok()?;
+                let pattern = Pattern::with_flags(rule.expression, BUILTIN_FLAGS).ok()?;
                 pattern
                     .build::<hyperscan::Block>()
                     .err()

@@ -48,9 +48,31 @@ fn looks_like_script(value: &str) -> bool {
         || window.windows(2).any(|w| w == b"=>")
 }
 
+/// Start of `on<event>` (`on` and 3 to 40 more letters at a word start) right before the
+/// `=` that ends at `end`, one space allowed in between.
+fn handler_start(text: &str, end: usize) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut name_end = end - 1;
+    if name_end > 0 && bytes[name_end - 1] == b' ' {
+        name_end -= 1;
+    }
+    let mut start = name_end;
+    while start > 0 && bytes[start - 1].is_ascii_alphabetic() {
+        start -= 1;
+    }
+    let boundary =
+        start == 0 || !(bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_');
+    let name = &bytes[start..name_end];
+    (boundary && (5..=42).contains(&name.len()) && name[..2].eq_ignore_ascii_case(b"on"))
+        .then_some(start)
+}
+
 /// `on<event>=`: confirmed inside a tag, or when it follows a quote/space/slash (attribute
 /// injection such as `" onmouseover="alert(1)`) and its value is script.
-pub fn event_handler(text: &str, start: usize, end: usize) -> bool {
+pub fn event_handler(text: &str, _start: usize, end: usize) -> bool {
+    let Some(start) = handler_start(text, end) else {
+        return false;
+    };
     if inside_tag(text, start) {
         return true;
     }
@@ -145,8 +167,14 @@ fn script_punctuation(c: char) -> bool {
     )
 }
 
-/// `alert(1)`, `prompt\`1\``, `eval(...)`, `'-confirm(document.domain)-'`.
-pub fn script_sink(text: &str, start: usize, end: usize) -> bool {
+/// `alert(1)`, `prompt\`1\``, `eval(...)`, `'-confirm(document.domain)-'`. The match ends at
+/// the `(` or backtick after the function name.
+pub fn script_sink(text: &str, _start: usize, end: usize) -> bool {
+    let name_end = text[..end - 1].trim_end_matches(' ').len();
+    let start = text.as_bytes()[..name_end]
+        .iter()
+        .rposition(|b| !b.is_ascii_alphabetic())
+        .map_or(0, |p| p + 1);
     let matched = &text[start..end];
     let opener = matched.chars().next_back().unwrap_or(' ');
     let spaced = matched.contains(' ');
@@ -201,6 +229,14 @@ mod tests {
         let t = "<b>bold</b> turn onwards= no";
         let (s, e) = span(t, "onwards=");
         assert!(!event_handler(t, s, e));
+        let t = "<svg onload =alert(1)>";
+        let (s, e) = span(t, "onload =");
+        assert!(event_handler(t, s, e), "one space before `=`");
+        let t = "<x a_onclick=1 é1onclick=2>";
+        let (s, e) = span(t, "a_onclick=");
+        assert!(!event_handler(t, s, e), "not at a word start");
+        let (s, e) = span(t, "1onclick=");
+        assert!(!event_handler(t, s, e), "not at a word start");
     }
 
     #[test]

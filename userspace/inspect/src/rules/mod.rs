@@ -4,7 +4,123 @@
 //!
 //! A rule either blocks on its own (`Confirm::None`: the expression is specific enough) or is
 //! a candidate that a confirmer checks against the surrounding tokens. Expressions never match
-//! `\n`, the separator between views in the scan buffer.
+//! `\n`, the separator between views in the scan buffer, except as the start of a view or a
+//! line: the buffer puts one before every view.
+//!
+//! Scan speed depends on what Hyperscan anchors each expression on, and it picks the literal
+//! with the best length score, not the rarest one. An expression whose best literal is a common
+//! English fragment (`or`, `on`, `id`, a quote) costs a check at every occurrence in benign
+//! text, so the rules are written around rare anchors and leave the rest to the confirmers:
+//! - the punctuation that makes the shape (`;id`, `' or`, `'--`, the `=` after `on<event>`,
+//!   the comparison of a tautology), with the words it would otherwise anchor on read back by
+//!   the confirmer;
+//! - one alternative per prefix (`;`, `|`, `` ` ``...) before a word list: Hyperscan expands a
+//!   short prefix into the literal only when it has few variants, and prefers a lone
+//!   one-character prefix over a long list of words;
+//! - bounded repeats and `\w` rather than `[a-z]` next to the anchor, which Hyperscan
+//!   otherwise turns into engines that run over the whole buffer.
+
+/// `(?:a|b|c)` from string literals.
+macro_rules! alternation {
+    ($first:literal $(, $rest:literal)* $(,)?) => {
+        concat!("(?:", $first $(, "|", $rest)*, ")")
+    };
+}
+
+/// SQL functions that injections call to leak data, delay or raise errors, and whose names
+/// are not everyday English words: a call next to a boolean operator is strong evidence.
+/// Passed to `$then` (a list or a pattern alternation). Dots in the names match any char in a
+/// pattern, which only widens it.
+macro_rules! unambiguous_functions {
+    ($then:ident) => {
+        $then!(
+            "sleep",
+            "benchmark",
+            "pg_sleep",
+            "extractvalue",
+            "updatexml",
+            "name_const",
+            "isnull",
+            "ifnull",
+            "nullif",
+            "load_file",
+            "ascii",
+            "ord",
+            "substring",
+            "substr",
+            "mid",
+            "concat",
+            "concat_ws",
+            "group_concat",
+            "chr",
+            "nchar",
+            "hex",
+            "unhex",
+            "md5",
+            "sha1",
+            "version",
+            "database",
+            "schema",
+            "current_user",
+            "system_user",
+            "session_user",
+            "user_name",
+            "db_name",
+            "randomblob",
+            "json_keys",
+            "geometrycollection",
+            "polygon",
+            "multipoint",
+            "multipolygon",
+            "linestring",
+            "multilinestring",
+            "exp",
+            "floor",
+            "rand",
+            "elt",
+            "make_set",
+            "export_set",
+            "utl_inaddr.get_host_address",
+            "utl_http.request",
+            "dbms_pipe.receive_message",
+            "dbms_lock.sleep",
+            "dbms_utility.sqlid_to_sqlhash",
+            "sys_context",
+            "xmltype",
+            "iif",
+            "char_length",
+            "conv",
+            "strcmp",
+            "locate",
+            "soundex",
+            "unicode",
+            "coalesce",
+            "current_setting",
+            "pg_read_file",
+            "to_char",
+            "regexp_like",
+            "ctxsys.drithsx.sn",
+            "uuid",
+            "rlike",
+            "substring_index",
+            "ascii_str",
+            "st_latfromgeohash",
+            "gtid_subset",
+            "cos",
+            "sin",
+            "tan",
+            "pi",
+            "atan",
+            "sqrt",
+            "abs",
+            "log",
+            "power",
+            "compress",
+            "uncompress",
+            "listagg",
+        )
+    };
+}
 
 pub mod html;
 pub mod shell;
@@ -90,20 +206,6 @@ pub enum Confirm {
 }
 
 impl Confirm {
-    /// Whether the confirmer reads the match start. Start-of-match tracking is costly in
-    /// Hyperscan, so the other confirmers find what they need from the end.
-    pub fn needs_start(self) -> bool {
-        matches!(
-            self,
-            Confirm::EventHandler
-                | Confirm::ScriptSink
-                | Confirm::UnionSelect
-                | Confirm::Statement
-                | Confirm::SelectFrom
-                | Confirm::OrderBy
-        )
-    }
-
     /// Runs the confirmer on a match `[start, end)` of `text`, a segment holding `view`.
     pub fn check(self, text: &str, start: usize, end: usize, view: View) -> bool {
         match self {
@@ -164,6 +266,15 @@ macro_rules! commands {
     };
 }
 
+/// `prefix body` for each prefix, as top-level alternatives: Hyperscan then anchors each one
+/// on its prefix and the start of the body together (`;id`, rare in text) instead of on the
+/// body alone (`id`, in every other English word).
+macro_rules! each_prefix {
+    ($body:expr; $first:literal $(, $prefix:literal)* $(,)?) => {
+        concat!($first, $body $(, "|", $prefix, $body)*)
+    };
+}
+
 /// The built-in rules, in evaluation order.
 pub const BUILTIN: &[Rule] = &[
     // --- XSS -------------------------------------------------------------------------------
@@ -203,15 +314,18 @@ pub const BUILTIN: &[Rule] = &[
         C::None,
         MARKUP,
     ),
+    // `on<event> ?=`: the confirmer reads the handler name back from the `=` (anchoring on
+    // `on` would stop at every "on", "one" and "only" of English text).
+    rule("xss.event-handler", Xss, r"\w ?=", C::EventHandler, MARKUP),
+    // `javascript:` (also `vbscript:`, `livescript:`, `mocha:`) with any spacing; the confirmer
+    // reads the scheme back from the colon.
     rule(
-        "xss.event-handler",
+        "xss.script-uri",
         Xss,
-        r"\bon[a-z]{3,40} ?=",
-        C::EventHandler,
+        r"pt ?:|ha ?:|p t ?:|h a ?:",
+        C::ScriptUri,
         MARKUP,
     ),
-    // `javascript:` with any spacing; the confirmer reads the scheme back from the colon.
-    rule("xss.script-uri", Xss, r"[ta] ?:", C::ScriptUri, MARKUP),
     rule(
         "xss.data-uri",
         Xss,
@@ -241,18 +355,26 @@ pub const BUILTIN: &[Rule] = &[
         C::None,
         MARKUP,
     ),
-    rule("xss.js-entity", Xss, r"&\{[^}\n]{0,80}\}", C::None, MARKUP),
+    // Netscape JavaScript entities, `&{alert(1)};`: a call inside, so that `&{` and a `}` in
+    // binary data do not pair up.
+    rule(
+        "xss.js-entity",
+        Xss,
+        r"&\{ ?(?:\(|[\w.$:]{2,40} ?\()[^}\n]{0,80}\}",
+        C::None,
+        MARKUP,
+    ),
     rule(
         "xss.sink-reference",
         Xss,
-        r"(?:\( ?(?:alert|prompt|confirm|eval) ?\) ?[(\x60]|\.\w+ ?\( ?(?:alert|prompt|confirm|eval) ?\)|= ?(?:alert|prompt|confirm|eval) ?[;,]|\[ ?['\x22\x60](?:alert|prompt|confirm|eval)['\x22\x60] ?\]|/[\w$]+/ ?\. ?source\b|\bfunction ?(?:\( ?['\x22\x60]|\x60)|\bnew function\b)",
+        r"\( ?(?:alert|prompt|confirm|eval) ?\) ?[(\x60]|\.\w{1,40} ?\( ?(?:alert|prompt|confirm|eval) ?\)|= ?(?:alert|prompt|confirm|eval) ?[;,]|\[ ?['\x22\x60](?:alert|prompt|confirm|eval)['\x22\x60] ?\]|/[\w$]{1,60}/ ?\. ?source\b|\bfunction ?(?:\( ?['\x22\x60]|\x60)|\bnew function\b",
         C::None,
         MARKUP,
     ),
     rule(
         "xss.function-literal",
         Xss,
-        r"\bfunction ?[\w$]* ?\([\w$, ]{0,60}\) ?\{",
+        r"\bfunction ?[\w$]{0,40} ?\([\w$, ]{0,60}\) ?\{",
         C::None,
         MARKUP,
     ),
@@ -273,7 +395,7 @@ pub const BUILTIN: &[Rule] = &[
     rule(
         "xss.dom-sink",
         Xss,
-        r"(?:\bdocument ?\. ?(?:cookie|domain|write|writeln|location|url|referrer)\b|\bwindow ?\. ?(?:location|open|name|eval)\b|\.(?:inner|outer)html ?=|\blocation ?\. ?(?:href|hash|replace|assign)\b|\bfromcharcode ?\(|\.constructor ?\(|\bconstructor ?\. ?constructor\b|\batob ?\(|\bimport ?\( ?['\x22\x60]|\b(?:top|self|parent|window|globalthis|frames) ?\[ ?['\x22\x60]|\$\{ ?alert)",
+        r"\bdocument ?\. ?(?:cookie|domain|write|writeln|location|url|referrer)\b|\bwindow ?\. ?(?:location|open|name|eval)\b|\.(?:inner|outer)html ?=|\blocation ?\. ?(?:href|hash|replace|assign)\b|\bfromcharcode ?\(|\.constructor ?\(|\bconstructor ?\. ?constructor\b|\batob ?\(|\bimport ?\( ?['\x22\x60]|\b(?:top|self|parent|window|globalthis|frames)\[ ?['\x22\x60]|\b(?:top|self|parent|window|globalthis|frames) \[ ?['\x22\x60]|\$\{ ?alert",
         C::None,
         MARKUP,
     ),
@@ -288,35 +410,49 @@ pub const BUILTIN: &[Rule] = &[
     rule(
         "sqli.union-select",
         Sqli,
-        r"\bunion(?: (?:all|distinct))? ?\(* ?select",
+        r"\bunion(?: (?:all|distinct))? ?\({0,4} ?select",
         C::UnionSelect,
         MARKUP,
     ),
+    // A comparison; the confirmer reads back to the boolean operator (`' OR '1'='1`), which
+    // would otherwise be the anchor, in every "or" and "and" of English text.
     rule(
         "sqli.tautology",
         Sqli,
-        r"(?:\b(?:or|and|xor|having|where|when|not)\b|\|\||&&) ?\(* ?[-+!~]?(?:[0-9][\w.]*|'[^'\n]*'?|\x22[^\x22\n]*\x22?|[a-z_@$][\w.$@]*) ?\)* ?(?:[=<>!]|\blike\b|\bis\b|\brlike\b|\bregexp\b|\bbetween\b|\bin ?\(|\bsounds\b|\bdiv\b)",
+        r"[\w'\x22\x60)] ?(?:[=<>]|![=<>])",
         C::Tautology,
         MARKUP,
     ),
+    // A keyword comparison with its right-hand operand (`OR name LIKE '%`, `IS NOT NULL`).
+    rule(
+        "sqli.keyword-comparison",
+        Sqli,
+        r"\b(?:like|rlike|regexp) ['\x22\x60%]|\b(?:like|rlike|regexp)['\x22\x60%]|\b(?:like|rlike|regexp) ?char ?\(|\bis (?:not )?null\b|\bbetween [0-9'\x22\x60]|\bdiv [0-9(]|\bin ?\( ?[0-9'\x22\x60@]",
+        C::Tautology,
+        MARKUP,
+    ),
+    // An injection function call; the confirmer reads back to the boolean operator.
     rule(
         "sqli.boolean-function",
         Sqli,
-        r"(?:\b(?:or|and|xor|not|having|where)\b|\|\||&&) ?\(* ?[a-z_][\w.]* ?\(",
+        concat!(r"\b", unambiguous_functions!(alternation), r" ?\("),
         C::BooleanFunction,
         MARKUP,
     ),
     rule(
         "sqli.boolean-tail",
         Sqli,
-        r"['\x22\x60)] ?(?:\b(?:or|and|xor)\b|\|\||&&) ?\(* ?(?:[0-9]+|true|false|null|'[^'\n ]*'|\x22[^\x22\n ]*\x22) ?\)* ?(?:--|#|/\*|;|$)",
+        each_prefix!(
+            r" ?(?:(?:or|and|xor)\b|\|\||&&) ?\(? ?(?:[0-9]+|true|false|null|'[^'\n ]{0,40}'|\x22[^\x22\n ]{0,40}\x22) ?\)? ?(?:--|#|/\*|;|$)";
+            "'", r"\x22", r"\x60", r"\)"
+        ),
         C::None,
         MARKUP,
     ),
     rule(
         "sqli.quote-comment",
         Sqli,
-        r"['\x22\x60] ?\)* ?;? ?(?:--|#|/\*)",
+        each_prefix!(r" ?\){0,3} ?;? ?(?:--|#|/\*)"; "'", r"\x22", r"\x60"),
         C::QuoteComment,
         MARKUP,
     ),
@@ -337,14 +473,15 @@ pub const BUILTIN: &[Rule] = &[
     rule(
         "sqli.dml-statement",
         Sqli,
-        r"(?:\binsert into [\w.\x60\x22\[\]]+ ?(?:\(|values\b|select\b)|\bdelete from [\w.\x60\x22\[\]]+ ?(?:where\b|;|--|#|$)|\bupdate [\w.\x60\x22\[\]]+ set [\w.\x60\x22\[\]]+ ?=)",
+        r"\binsert into \S{1,64} ?(?:\(|values\b|select\b)|\bdelete from \S{1,64} ?(?:where\b|;|--|#|$)|\bupdate \S{1,64} set \S{1,64} ?=",
         C::None,
         MARKUP,
     ),
+    // The confirmer reads the select list and the FROM clause forward from the keyword.
     rule(
         "sqli.select-from",
         Sqli,
-        r"\bselect\b[^\n]*\bfrom\b",
+        r"\bselect\b",
         C::SelectFrom,
         MARKUP,
     ),
@@ -379,7 +516,7 @@ pub const BUILTIN: &[Rule] = &[
     rule(
         "sqli.file-access",
         Sqli,
-        r"(?:\bload_file ?\(|\binto (?:out|dump)file\b|\bload data (?:local )?infile\b|\bpg_read_file ?\(|\butl_file ?\.|\bcopy [\w.]+ (?:from|to) program\b)",
+        r"\bload_file ?\(|\binto (?:out|dump)file\b|\bload data (?:local )?infile\b|\bpg_read_file ?\(|\butl_file ?\.|\bcopy [\w.]{1,64} (?:from|to) program\b",
         C::None,
         MARKUP,
     ),
@@ -421,21 +558,28 @@ pub const BUILTIN: &[Rule] = &[
     rule(
         "sqli.comment-terminated",
         Sqli,
-        r"(?:[)'\x22\x60@]|\b\w+) ?(?:--|#|/\*)[^\n]*$",
+        r"[)'\x22\x60@\w] ?(?:--|#|/\*)",
         C::SqlShape,
         MARKUP,
     ),
     rule(
         "sqli.quote-operator",
         Sqli,
-        r"(?:['\x22\x60] ?(?:(?:or|and|xor|not|like|rlike|regexp|div|is|in|between|union|having|sounds|collate|escape|limit|procedure|into|order|group)\b|\|\||&&)|\b(?:or|and|xor|not|like|rlike|regexp|div|is|between|sounds|collate|escape|having) ?['\x22\x60])",
+        each_prefix!(
+            r" ?(?:(?:or|and|xor|not|like|rlike|regexp|div|is|in|between|union|having|sounds|collate|escape|limit|procedure|into|order|group)\b|\|\||&&)";
+            "'", r"\x22", r"\x60"
+        ),
         C::SqlShape,
         MARKUP,
     ),
     rule(
         "sqli.quote-comparison",
         Sqli,
-        r"['\x22\x60] ?[-+*/%^|&!=<>]{1,3} ?[(!+-]* ?[\w'\x22\x60@(]",
+        concat!(
+            each_prefix!("[-+*/%^]"; "'", "' ", r"\x22", r"\x22 ", r"\x60", r"\x60 "),
+            "|",
+            each_prefix!("[|&!=<>]"; "'", "' ", r"\x22", r"\x22 ", r"\x60", r"\x60 "),
+        ),
         C::SqlShape,
         MARKUP,
     ),
@@ -443,23 +587,25 @@ pub const BUILTIN: &[Rule] = &[
     rule(
         "sqli.select-function",
         Sqli,
-        r"\bselect ?\(* ?[a-z_][\w.]* ?\(",
+        r"\bselect ?\({0,3} ?[a-z_][\w.]{0,40} ?\(",
         C::SelectFunction,
         MARKUP,
     ),
     rule(
         "sqli.boolean-literal",
         Sqli,
-        r"(?:\b(?:or|and|xor)\b|\|\||&&) ?\(* ?(?:true|false|null|exists|not|[0-9]+)\b",
+        r"(?:\b(?:or|and|xor)\b|\|\||&&) ?\({0,3} ?(?:true|false|null|exists)\b|(?:\b(?:or|and|xor)|\|\||&&) [0-9]",
         C::SqlShape,
         MARKUP,
     ),
     // --- Command injection ---------------------------------------------------------------
+    // A command after a separator or at the start of a view or line (`\n`).
     rule(
         "cmdi.chained-command",
         Cmd,
         concat!(
-            r"(?:^|[;&|\x60'\x22()@]|\$\() ?(?:[\w.~-]*/)?",
+            each_prefix!(concat!(" ?", commands!(), r"\b"); ";", r"\|", "&", r"\x60", r"\$\("),
+            r"|\n",
             commands!(),
             r"\b"
         ),
@@ -469,7 +615,7 @@ pub const BUILTIN: &[Rule] = &[
     rule(
         "cmdi.brace-expansion",
         Cmd,
-        concat!(r"\{ ?", commands!(), r" ?,[^}\n ]*\}"),
+        each_prefix!(concat!(commands!(), r" ?,[^}\n ]{0,80}\}"); r"\{", r"\{ "),
         C::None,
         SHELL_LITERAL,
     ),
@@ -480,10 +626,23 @@ pub const BUILTIN: &[Rule] = &[
         C::None,
         SHELL_LITERAL,
     ),
+    // A substitution glued into a word (`who$(echo am)i`, `wh``oami`) or a variable run as a
+    // command (`;$CMD`). Requiring a command inside keeps backticks in binary data from
+    // pairing up into candidates.
     rule(
         "cmdi.inline-substitution",
         Cmd,
-        r"(?:[a-z]\$\([^)\n]*\)[a-z]|[a-z]\x60[^\x60\n]*\x60[a-z]|[;&|\x60] ?\$\{?[a-z_][a-z0-9_]*\}? ?(?:$|[;&|\x60]))",
+        concat!(
+            r"\w\$\( ?",
+            commands!(),
+            r"(?: [^)\n]{0,80})?\)\w|\x60 ?",
+            commands!(),
+            r"(?: [^\x60\n]{0,80})?\x60\w|\w\w\x60\x60\w\w|",
+            each_prefix!(
+                r"\$\{?\w{3,30}\}? ?(?:$|[;&|\x60])";
+                ";", "; ", "&", "& ", r"\|", r"\| ", r"\x60", r"\x60 "
+            ),
+        ),
         C::None,
         SHELL_LITERAL,
     ),

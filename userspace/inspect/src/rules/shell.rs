@@ -67,6 +67,53 @@ const UNAMBIGUOUS: &[&str] = &[
     "netsh",
 ];
 
+/// Commands of Windows shells, which ignore case (`DIR`, `Net User`); Unix shells do not, so
+/// `ID` or `Ls` (common in binary data read as text) is no command there.
+const WINDOWS: &[&str] = &[
+    "cmd",
+    "powershell",
+    "pwsh",
+    "ipconfig",
+    "systeminfo",
+    "tasklist",
+    "taskkill",
+    "certutil",
+    "bitsadmin",
+    "wmic",
+    "tracert",
+    "nbtstat",
+    "schtasks",
+    "icacls",
+    "cacls",
+    "findstr",
+    "netsh",
+    "netstat",
+    "nslookup",
+    "hostname",
+    "whoami",
+    "ping",
+    "route",
+    "arp",
+    "dir",
+    "type",
+    "echo",
+    "set",
+    "more",
+    "find",
+    "net",
+    "reg",
+    "sc",
+    "del",
+    "copy",
+    "ver",
+    "vol",
+    "tree",
+    "attrib",
+    "shutdown",
+    "timeout",
+    "choice",
+];
+
 /// Commands whose arguments carry a number (delays, counts).
 const TIMING: &[&str] = &["sleep", "ping", "timeout", "usleep", "choice"];
 
@@ -197,11 +244,14 @@ pub fn chained_command(text: &str, _start: usize, end: usize, view: View) -> boo
         separator = Separator::Shell;
     }
     let command_path = &text[command_start.min(end)..end];
-    let command = command_path
+    let name = command_path
         .rsplit(['/', '\\'])
         .next()
-        .unwrap_or(command_path)
-        .to_ascii_lowercase();
+        .unwrap_or(command_path);
+    let command = name.to_ascii_lowercase();
+    if name != command && !WINDOWS.contains(&command.as_str()) {
+        return false;
+    }
     let absolute = command_path.contains('/') || command_path.contains('\\');
     let Some(shape) = argument_shape(&command, &text[end..]) else {
         return false;
@@ -254,5 +304,13 @@ mod tests {
         assert!(!check("lol; echo that", 3, "echo"));
         assert!(!check("cat food is great", 0, "cat"));
         assert!(!check("so; time for bed", 2, "time"));
+    }
+
+    #[test]
+    fn only_windows_commands_ignore_case() {
+        assert!(check("x; DIR c:\\", 1, "DIR"));
+        assert!(check("x & Ping -n 3 10.0.0.1", 2, "Ping"));
+        assert!(!check("x; ID;", 1, "ID"));
+        assert!(!check("x|Ls>", 1, "Ls"));
     }
 }

@@ -10,6 +10,23 @@ use super::sqltok::{
 
 const LOOKAHEAD: usize = 48;
 
+/// Where the run of `part` chars that ends `s` starts.
+fn run_start(s: &str, part: impl Fn(char) -> bool) -> usize {
+    s.char_indices()
+        .rev()
+        .find(|&(_, c)| !part(c))
+        .map_or(0, |(i, c)| i + c.len_utf8())
+}
+
+fn is_name_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+/// A function name: a word, possibly qualified (`dbms_lock.sleep`).
+fn is_function_char(c: char) -> bool {
+    is_name_char(c) || c == '.'
+}
+
 /// What the text right before a match says about injection context.
 fn injection_context_before(text: &str, start: usize) -> bool {
     let before = text[..start].trim_end_matches(' ');
@@ -19,9 +36,7 @@ fn injection_context_before(text: &str, start: usize) -> bool {
     if !last.is_alphabetic() {
         return true;
     }
-    let word_start = before
-        .rfind(|c: char| !(c.is_alphanumeric() || c == '_'))
-        .map_or(0, |p| p + 1);
+    let word_start = run_start(before, is_name_char);
     let word = &before[word_start..];
     let variable = before[..word_start].ends_with('@');
     variable || is_keyword(word) || word.chars().any(|c| c.is_ascii_digit())
@@ -64,8 +79,21 @@ enum Strength {
     Strong,
 }
 
+/// Start of the last of `words` that begins within `within` bytes before `end`.
+fn keyword_before(text: &str, end: usize, words: &[&str], within: usize) -> Option<usize> {
+    let bytes = text.as_bytes();
+    (end.saturating_sub(within)..end).rev().find(|&i| {
+        words.iter().any(|w| {
+            bytes
+                .get(i..i + w.len())
+                .is_some_and(|b| b.eq_ignore_ascii_case(w.as_bytes()))
+        })
+    })
+}
+
 /// `UNION [ALL] SELECT`.
-pub fn union_select(text: &str, start: usize, end: usize) -> bool {
+pub fn union_select(text: &str, _start: usize, end: usize) -> bool {
+    let start = keyword_before(text, end, &["union"], 32).unwrap_or(0);
     match select_list_strength(&tokens_after(text, end)) {
         Strength::Strong => true,
         Strength::Weak => injection_context_before(text, start),
@@ -135,7 +163,8 @@ fn strong_operand(op: &Operand<'_>) -> bool {
 }
 
 /// `OR 1=1`, `' OR 'a'='a`, `AND 8=3`, `OR x=x`, `AND ascii(substr(user(),1,1))>64`.
-/// The match ends at the comparison; the boolean operator is found by reading back.
+/// The match ends at the comparison; the boolean operator is found by reading back. A boolean
+/// comparison that is no tautology still counts when the whole text reads as SQL.
 pub fn tautology(text: &str, _start: usize, end: usize) -> bool {
     let window = floor_char_boundary(text, end.saturating_sub(160));
     let bytes = text.as_bytes();
@@ -151,23 +180,28 @@ pub fn tautology(text: &str, _start: usize, end: usize) -> bool {
             });
         (word_start && word) || rest.starts_with(b"||") || rest.starts_with(b"&&")
     };
-    (window..end)
-        .rev()
-        .any(|i| text.is_char_boundary(i) && operator_at(i) && tautology_at(text, i))
-        || sql_shape(text, 0, end)
+    let mut boolean_comparison = false;
+    for i in (window..end).rev() {
+        if text.is_char_boundary(i) && operator_at(i) {
+            match tautology_at(text, i) {
+                Some(true) => return true,
+                Some(false) => boolean_comparison = true,
+                None => {}
+            }
+        }
+    }
+    boolean_comparison && sql_shape(text, 0, end)
 }
 
-fn tautology_at(text: &str, start: usize) -> bool {
+/// Whether the boolean operator at `start` applies to a comparison (`None` if not), and if so
+/// whether the comparison is tautology-shaped.
+fn tautology_at(text: &str, start: usize) -> Option<bool> {
     let tokens = tokenize(&text[start..], LOOKAHEAD);
     let mut pos = 1;
-    let Some(lhs) = operand(&tokens, &mut pos) else {
-        return false;
-    };
-    let Some(cmp) = tokens.get(pos) else {
-        return false;
-    };
+    let lhs = operand(&tokens, &mut pos)?;
+    let cmp = tokens.get(pos)?;
     if !is_comparison(cmp) {
-        return false;
+        return None;
     }
     pos += 1;
     if tokens.get(pos).is_some_and(|t| t.is_word("not")) {
@@ -175,24 +209,20 @@ fn tautology_at(text: &str, start: usize) -> bool {
     }
     let Some(rhs) = operand(&tokens, &mut pos) else {
         // `' or 1=` at the end of the input: the application supplies the rest.
-        return lhs.token.is_literal() && quote_breakout_before(text, start);
+        return Some(lhs.token.is_literal() && quote_breakout_before(text, start));
     };
-    if strong_operand(&lhs) && strong_operand(&rhs) {
-        return true;
-    }
-    if (lhs.call && is_unambiguous_function(lhs.token.text))
-        || (rhs.call && is_unambiguous_function(rhs.token.text))
-    {
-        return true;
-    }
-    if lhs.token.kind == Kind::Word
+    let same_word = lhs.token.kind == Kind::Word
         && rhs.token.kind == Kind::Word
         && lhs.token.text.eq_ignore_ascii_case(rhs.token.text)
-        && cmp.kind == Kind::Op
-    {
-        return true;
-    }
-    quote_breakout_before(text, start) && (strong_operand(&lhs) || strong_operand(&rhs))
+        && cmp.kind == Kind::Op;
+    Some(
+        (strong_operand(&lhs) && strong_operand(&rhs))
+            || (lhs.call && is_unambiguous_function(lhs.token.text))
+            || (rhs.call && is_unambiguous_function(rhs.token.text))
+            || same_word
+            || (quote_breakout_before(text, start)
+                && (strong_operand(&lhs) || strong_operand(&rhs))),
+    )
 }
 
 /// The boolean operator directly follows a quote, digit or paren: the input closed a literal.
@@ -205,23 +235,22 @@ fn quote_breakout_before(text: &str, start: usize) -> bool {
 }
 
 /// `OR sleep(5)`, `AND extractvalue(1,...)`, `|| isnull(1/0)`: a boolean operator applied to an
-/// injection function call.
+/// injection function call. The match is the call; the operator is read back from its name.
 pub fn boolean_function(text: &str, _start: usize, end: usize) -> bool {
-    // The match ends at the `(`; the name is the word right before it.
     let head = text[..end - 1].trim_end_matches(' ');
-    let name_start = head
-        .rfind(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.'))
-        .map_or(0, |p| p + 1);
-    is_unambiguous_function(&head[name_start..])
+    let before = head[..run_start(head, is_function_char)].trim_end_matches([' ', '(']);
+    let operator = &before[run_start(before, is_name_char)..];
+    before.ends_with("||")
+        || before.ends_with("&&")
+        || ["or", "and", "xor", "not", "having", "where"]
+            .iter()
+            .any(|w| operator.eq_ignore_ascii_case(w))
 }
 
 /// `SELECT version()`, `select current_setting('port')`: a query of an injection function.
 pub fn select_function(text: &str, _start: usize, end: usize) -> bool {
     let head = text[..end - 1].trim_end_matches(' ');
-    let name_start = head
-        .rfind(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.'))
-        .map_or(0, |p| p + 1);
-    is_injection_function(&head[name_start..])
+    is_injection_function(&head[run_start(head, is_function_char)..])
 }
 
 /// `admin'--`, `1') #`, `x"/*`: a quote that closes the application's literal, then a comment
@@ -286,10 +315,7 @@ const STATEMENT_TARGETS: &[&str] = &[
 pub fn stacked_query(text: &str, _start: usize, end: usize) -> bool {
     // The match ends right after the statement keyword.
     let head = &text[..end];
-    let kw_start = head
-        .rfind(|c: char| !c.is_ascii_alphanumeric() && c != '_')
-        .map_or(0, |p| p + 1);
-    let keyword = head[kw_start..].to_ascii_lowercase();
+    let keyword = head[run_start(head, is_name_char)..].to_ascii_lowercase();
     let after = tokens_after(text, end);
     statement_follows(&keyword, &after)
 }
@@ -360,8 +386,10 @@ fn statement_follows(keyword: &str, after: &[Token<'_>]) -> bool {
     }
 }
 
-/// `DROP TABLE users`, `DELETE FROM x WHERE`, `INSERT INTO x VALUES`, `UPDATE x SET y=`.
-pub fn statement(text: &str, start: usize, end: usize) -> bool {
+/// `DROP TABLE users`: the match is the keyword and the target.
+pub fn statement(text: &str, _start: usize, end: usize) -> bool {
+    let start =
+        keyword_before(text, end, &["drop", "create", "alter", "truncate"], 24).unwrap_or(0);
     let tokens = tokenize(&text[start..], LOOKAHEAD);
     let Some(head) = tokens.first() else {
         return false;
@@ -401,7 +429,9 @@ const ENGLISH_AFTER_FROM: &[&str] = &[
 
 /// `SELECT <list> FROM <table>` with a real select list and a table followed by a clause or
 /// the end, not "select a seat from the menu".
-pub fn select_from(text: &str, start: usize, _end: usize) -> bool {
+pub fn select_from(text: &str, _start: usize, end: usize) -> bool {
+    // The match is the `select` keyword.
+    let start = end - "select".len();
     let tokens = tokenize(&text[start..], LOOKAHEAD * 2);
     let Some(from_at) = tokens.iter().position(|t| t.is_word("from")) else {
         return false;
@@ -526,7 +556,8 @@ fn select_list_is_sql(list: &[Token<'_>]) -> bool {
 }
 
 /// `ORDER BY 5--`, `' ORDER BY 3#`: column-count probing.
-pub fn order_by(text: &str, start: usize, end: usize) -> bool {
+pub fn order_by(text: &str, _start: usize, end: usize) -> bool {
+    let start = keyword_before(text, end, &["order", "group"], 32).unwrap_or(0);
     let after = tokens_after(text, end);
     match after.first() {
         Some(t) if t.kind == Kind::Comment || t.kind == Kind::Semi => true,
@@ -859,10 +890,33 @@ mod tests {
 
     #[test]
     fn select_from_is_not_menu_talk() {
-        assert!(select_from("select * from users", 0, 19));
-        assert!(select_from("select name,pass from users where id=1", 0, 20));
-        assert!(!select_from("please select a seat from the menu", 7, 30));
-        assert!(!select_from("select one from the list", 0, 20));
+        assert!(select_from("select * from users", 0, 6));
+        assert!(select_from("select name,pass from users where id=1", 0, 6));
+        assert!(!select_from("please select a seat from the menu", 7, 13));
+        assert!(!select_from("select one from the list", 0, 6));
+    }
+
+    #[test]
+    fn boolean_functions_need_the_operator_before_the_call() {
+        for attack in [
+            "1 or sleep(",
+            "x' AND (extractvalue(",
+            "1 || pi (",
+            "having (ascii(",
+        ] {
+            assert!(boolean_function(attack, 0, attack.len()), "{attack}");
+        }
+        for benign in ["go to sleep(", "sleep(", "the floor ("] {
+            assert!(!boolean_function(benign, 0, benign.len()), "{benign}");
+        }
+    }
+
+    #[test]
+    fn confirmers_read_back_over_any_char() {
+        let union = "😀x union select a";
+        assert!(!union_select(union, 0, union.len()));
+        let call = "😀sleep(";
+        assert!(!boolean_function(call, 0, call.len()));
     }
 
     #[test]

@@ -180,128 +180,35 @@ fn number_end(bytes: &[u8], start: usize) -> usize {
     i
 }
 
-/// SQL functions that injections call to leak data, delay, or raise errors. A call to one of
-/// these next to a boolean operator or comparison is strong evidence.
-pub const INJECTION_FUNCTIONS: &[&str] = &[
-    "sleep",
-    "benchmark",
-    "pg_sleep",
-    "extractvalue",
-    "updatexml",
-    "name_const",
-    "isnull",
-    "ifnull",
-    "nullif",
-    "load_file",
-    "ascii",
-    "ord",
-    "substring",
-    "substr",
-    "mid",
-    "concat",
-    "concat_ws",
-    "group_concat",
-    "char",
-    "chr",
-    "nchar",
-    "hex",
-    "unhex",
-    "md5",
-    "sha1",
-    "version",
-    "database",
-    "schema",
-    "current_user",
-    "system_user",
-    "session_user",
-    "user_name",
-    "db_name",
-    "randomblob",
-    "json_keys",
-    "geometrycollection",
-    "polygon",
-    "multipoint",
-    "multipolygon",
-    "linestring",
-    "multilinestring",
-    "exp",
-    "floor",
-    "rand",
-    "elt",
-    "make_set",
-    "export_set",
-    "utl_inaddr.get_host_address",
-    "utl_http.request",
-    "dbms_pipe.receive_message",
-    "dbms_lock.sleep",
-    "dbms_utility.sqlid_to_sqlhash",
-    "sys_context",
-    "xmltype",
-    "iif",
-    "convert",
-    "cast",
-    "length",
-    "char_length",
-    "bin",
-    "conv",
-    "strcmp",
-    "instr",
-    "locate",
-    "soundex",
-    "unicode",
-    "user",
-    "count",
-    "if",
-    "case",
-    "coalesce",
-    "len",
-    "upper",
-    "lower",
-    "left",
-    "right",
-    "row",
-    "current_setting",
-    "pg_read_file",
-    "to_char",
-    "regexp_like",
-    "ctxsys.drithsx.sn",
-    "uuid",
-    "rlike",
-    "substring_index",
-    "ascii_str",
-    "st_latfromgeohash",
-    "gtid_subset",
-    "cos",
-    "sin",
-    "tan",
-    "pi",
-    "atan",
-    "sqrt",
-    "abs",
-    "log",
-    "power",
-    "compress",
-    "uncompress",
-    "listagg",
-];
+macro_rules! array {
+    ($($item:literal),* $(,)?) => {
+        [$($item),*]
+    };
+}
 
-/// Functions whose names are also everyday English words; their call alone proves little.
+/// See [`unambiguous_functions`].
+pub const UNAMBIGUOUS_FUNCTIONS: &[&str] = &unambiguous_functions!(array);
+
+/// Injection functions whose names are also everyday English words; their call alone proves
+/// little.
 pub const AMBIGUOUS_FUNCTIONS: &[&str] = &[
     "if", "case", "left", "right", "row", "count", "user", "lower", "upper", "char", "len",
     "length", "convert", "cast", "instr", "bin",
 ];
 
+/// SQL functions that injections call to leak data, delay, or raise errors. A call to one of
+/// these next to a boolean operator or comparison is evidence.
 pub fn is_injection_function(name: &str) -> bool {
-    INJECTION_FUNCTIONS
-        .iter()
-        .any(|f| f.eq_ignore_ascii_case(name))
+    is_unambiguous_function(name)
+        || AMBIGUOUS_FUNCTIONS
+            .iter()
+            .any(|f| f.eq_ignore_ascii_case(name))
 }
 
 pub fn is_unambiguous_function(name: &str) -> bool {
-    is_injection_function(name)
-        && !AMBIGUOUS_FUNCTIONS
-            .iter()
-            .any(|f| f.eq_ignore_ascii_case(name))
+    UNAMBIGUOUS_FUNCTIONS
+        .iter()
+        .any(|f| f.eq_ignore_ascii_case(name))
 }
 
 /// Words that are SQL syntax rather than English when they touch other SQL tokens.
