@@ -190,23 +190,11 @@ fn steer_by_cpu(socket: &std::net::TcpListener, workers: usize) -> io::Result<()
 /// room; when every queue is full the connection is refused (closed) rather than queued
 /// without bound.
 async fn run_acceptor(acceptor: Acceptor, mut shutdown: watch::Receiver<bool>) {
-    let socket = match tokio::net::TcpListener::from_std(acceptor.socket) {
-        Ok(socket) => socket,
-        Err(err) => return error!(listener = %acceptor.name, error = %err, "listener unusable"),
+    let Some(source) = Incoming::Socket(acceptor.socket).open(&acceptor.name) else {
+        return;
     };
     let mut next = 0;
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = socket.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    warn!(listener = %acceptor.name, error = %err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => return,
-        };
+    while let Some((stream, peer)) = next_connection(&source, &acceptor.name, &mut shutdown).await {
         let Ok(mut connection) = stream.into_std().map(|stream| (stream, peer)) else {
             continue;
         };
@@ -389,12 +377,39 @@ async fn worker_main(shared: Arc<Shared>, listeners: Vec<BoundListener>) {
 }
 
 impl Incoming {
-    /// Ready for the worker's runtime.
-    fn into_source(self) -> io::Result<Source> {
-        Ok(match self {
-            Incoming::Socket(socket) => Source::Socket(tokio::net::TcpListener::from_std(socket)?),
-            Incoming::Handoff(handoff) => Source::Handoff(handoff),
-        })
+    /// Ready for the current runtime; None (logged) when the socket cannot be registered.
+    fn open(self, listener: &str) -> Option<Source> {
+        match self {
+            Incoming::Socket(socket) => match tokio::net::TcpListener::from_std(socket) {
+                Ok(socket) => Some(Source::Socket(socket)),
+                Err(err) => {
+                    error!(listener, error = %err, "listener unusable");
+                    None
+                }
+            },
+            Incoming::Handoff(handoff) => Some(Source::Handoff(handoff)),
+        }
+    }
+}
+
+/// The next connection from `source`, or None at shutdown.
+async fn next_connection(
+    source: &Source,
+    listener: &str,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<(tokio::net::TcpStream, SocketAddr)> {
+    loop {
+        tokio::select! {
+            accepted = source.accept() => match accepted {
+                Ok(accepted) => return Some(accepted),
+                Err(err) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    warn!(listener, error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown.changed() => return None,
+        }
     }
 }
 
@@ -419,25 +434,12 @@ impl Source {
 }
 
 async fn accept_loop(shared: Arc<Shared>, listener: BoundListener) {
-    let source = match listener.incoming.into_source() {
-        Ok(source) => source,
-        Err(err) => return error!(listener = %listener.name, error = %err, "listener unusable"),
+    let Some(source) = listener.incoming.open(&listener.name) else {
+        return;
     };
     let mut shutdown = shared.shutdown.clone();
     let mut worker: Option<Arc<Worker>> = None;
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = source.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    warn!(listener = %listener.name, error = %err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => return,
-        };
+    while let Some((stream, peer)) = next_connection(&source, &listener.name, &mut shutdown).await {
         let app = shared.app();
         let current = match &worker {
             Some(w) if Arc::ptr_eq(&w.app, &app) => w.clone(),
