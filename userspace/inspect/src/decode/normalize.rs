@@ -30,11 +30,26 @@ pub struct Traits {
     pub shell_meta: bool,
 }
 
+/// The bytes `traits` looks at; everything else is skipped by one table lookup.
+const TRAIT_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let interesting = b"/-#\n\r'\"\\$^{<";
+    let mut i = 0;
+    while i < interesting.len() {
+        table[interesting[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
+
 pub fn traits(src: &str) -> Traits {
     let bytes = src.as_bytes();
     let mut traits = Traits::default();
     let mut line_comment = false;
     for (i, &b) in bytes.iter().enumerate() {
+        if !TRAIT_BYTES[b as usize] {
+            continue;
+        }
         match b {
             b'/' if bytes.get(i + 1) == Some(&b'*') => traits.sql_comment = true,
             b'-' if bytes.get(i + 1) == Some(&b'-') => line_comment = true,
@@ -100,6 +115,16 @@ impl Writer<'_> {
     }
 
     fn push(&mut self, c: char) {
+        self.flush_gap();
+        self.out.push(c);
+    }
+
+    fn push_str(&mut self, s: &str) {
+        self.flush_gap();
+        self.out.push_str(s);
+    }
+
+    fn flush_gap(&mut self) {
         if self.out.len() > self.start {
             if self.pending_break {
                 self.out.push('\n');
@@ -109,8 +134,65 @@ impl Writer<'_> {
         }
         self.pending_space = false;
         self.pending_break = false;
-        self.out.push(c);
     }
+}
+
+/// Bytes that every step of `normalize` copies unchanged in `layout`: printable ASCII other
+/// than the comment, shell and escape syntax the loop looks at.
+const fn plain_bytes(layout: Layout) -> [bool; 256] {
+    let mut table = [false; 256];
+    let mut b = 0x21;
+    while b < 0x7f {
+        table[b] = true;
+        b += 1;
+    }
+    table[b'/' as usize] = false;
+    table[b'*' as usize] = false;
+    match layout {
+        Layout::SqlJoined => {
+            table[b'#' as usize] = false;
+            table[b'-' as usize] = false;
+        }
+        Layout::Shell => {
+            let special = b"'\"\\^`<${";
+            let mut i = 0;
+            while i < special.len() {
+                table[special[i] as usize] = false;
+                i += 1;
+            }
+        }
+        Layout::Main | Layout::Lines => {}
+    }
+    table
+}
+
+fn plain_table(layout: Layout) -> &'static [bool; 256] {
+    const MAIN: [bool; 256] = plain_bytes(Layout::Main);
+    const SQL_JOINED: [bool; 256] = plain_bytes(Layout::SqlJoined);
+    const SHELL: [bool; 256] = plain_bytes(Layout::Shell);
+    match layout {
+        Layout::Main | Layout::Lines => &MAIN,
+        Layout::SqlJoined => &SQL_JOINED,
+        Layout::Shell => &SHELL,
+    }
+}
+
+/// End of the run of plain bytes (and single spaces between them) starting at `from`.
+fn plain_run_end(bytes: &[u8], from: usize, plain: &[bool; 256]) -> usize {
+    let mut i = from;
+    while i < bytes.len() {
+        if plain[bytes[i] as usize] {
+            i += 1;
+        } else if bytes[i] == b' '
+            && i > from
+            && bytes.get(i + 1).is_some_and(|&n| plain[n as usize])
+        {
+            i += 2;
+        } else {
+            break;
+        }
+    }
+    i
 }
 
 /// Appends the `layout` view of `src` to `out`.
@@ -123,10 +205,18 @@ pub fn normalize(src: &str, layout: Layout, out: &mut String) {
         pending_break: false,
     };
     let bytes = src.as_bytes();
+    let plain = plain_table(layout);
     let mut in_version_comment = false;
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
+        if plain[b as usize] {
+            // Most text is words and single spaces: copy them in one go.
+            let end = plain_run_end(bytes, i, plain);
+            w.push_str(&src[i..end]);
+            i = end;
+            continue;
+        }
         // Comment syntax is ASCII, so byte-level look-ahead stays on char boundaries.
         if b == b'/' && bytes.get(i + 1) == Some(&b'*') {
             if let Some(close) = find(bytes, i + 2, b"*/") {
@@ -273,7 +363,9 @@ fn ifs_at(rest: &[u8]) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::{normalize, traits, Layout};
+    use proptest::prelude::*;
+
+    use super::{normalize, plain_table, traits, Layout};
 
     fn view(src: &str, layout: Layout) -> String {
         let mut out = String::new();
@@ -350,5 +442,32 @@ mod tests {
         let t = traits("it's\nfine -- ok");
         assert!(t.line_break && t.shell_meta && t.sql_comment);
         assert_eq!(traits("plain words"), Default::default());
+        for meta in ["'", "\"", "\\", "$", "^", "{", "<"] {
+            assert!(traits(&format!("a{meta}b")).shell_meta, "{meta}");
+        }
+        assert!(traits("a/*b").sql_comment && traits("a#b\rc").sql_comment);
+    }
+
+    proptest! {
+        /// The run copy is only a shortcut: with a dropped zero-width space between every two
+        /// plain bytes (so no run is longer than one byte) the view is the same.
+        #[test]
+        fn plain_runs_match_the_byte_at_a_time_view(
+            src in "[a-z '\"/*#$\\{},;|<>\n\t-]{0,40}|\\PC{0,20}",
+            layout in prop::sample::select(vec![Layout::Main, Layout::SqlJoined, Layout::Lines, Layout::Shell]),
+        ) {
+            let plain = plain_table(layout);
+            let mut split = String::new();
+            let mut previous_plain = false;
+            for c in src.chars() {
+                let is_plain = c.is_ascii() && plain[c as usize];
+                if previous_plain && is_plain {
+                    split.push('\u{200B}');
+                }
+                split.push(c);
+                previous_plain = is_plain;
+            }
+            prop_assert_eq!(view(&src, layout), view(&split, layout));
+        }
     }
 }

@@ -7,9 +7,8 @@
 /// decoders accept them and attackers use them to hide markup.
 pub fn decode(input: &str) -> Option<String> {
     let bytes = input.as_bytes();
-    if !bytes.iter().any(|&b| b == b'%' || b == b'+') {
-        return None;
-    }
+    // Plain text (no escape) is not copied.
+    memchr::memchr2(b'%', b'+', bytes)?;
     let mut out = Vec::with_capacity(bytes.len());
     let mut changed = false;
     let mut i = 0;

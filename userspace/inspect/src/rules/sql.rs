@@ -668,19 +668,21 @@ fn shape_is_sql(text: &str, broke_out: bool) -> bool {
     let tokens = tokenize(text, 64);
     let call = |i: usize| tokens.get(i + 1).is_some_and(|n| n.kind == Kind::LParen);
     // A plain word: not SQL syntax, not a call, not identifier-like (`x`, `t1`, `a.b`, `a_b`).
-    let bare = |i: usize| {
-        tokens.get(i).is_some_and(|t| {
+    let bare_words: Vec<bool> = (0..tokens.len())
+        .map(|i| {
+            let t = tokens[i];
             t.kind == Kind::Word
-                && !is_keyword(t.text)
-                && !is_injection_function(t.text)
                 && !call(i)
                 && (t.text.len() > 1
                     || t.text.eq_ignore_ascii_case("a")
                     || t.text.eq_ignore_ascii_case("i"))
                 && !t.text.contains(['_', '.'])
                 && !t.text.chars().any(|c| c.is_ascii_digit())
+                && !is_keyword(t.text)
+                && !is_injection_function(t.text)
         })
-    };
+        .collect();
+    let bare = |i: usize| bare_words.get(i).copied().unwrap_or(false);
     let prose = |i: usize| {
         tokens.get(i).is_some_and(|t| {
             matches!(t.kind, Kind::Str | Kind::Comment) && is_prose_token(t.kind, t.text)
@@ -744,8 +746,12 @@ fn shape_is_sql(text: &str, broke_out: bool) -> bool {
             Kind::Other => {}
             _ => sql_tokens += 1,
         }
+        // Either is enough to call the text English.
+        if english > 0 || plain >= 3 {
+            return false;
+        }
     }
-    if english > 0 || plain >= 3 || signals == 0 || sql_tokens < 2 {
+    if signals == 0 || sql_tokens < 2 {
         return false;
     }
     // `"not really"` read after its first quote is `not really "`: a keyword and a word, no SQL.

@@ -1,6 +1,9 @@
 //! A small SQL lexer in the spirit of libinjection: it classifies the text around a candidate
 //! match into SQL token kinds, so confirmers can tell `' OR '1'='1` from "this or that".
 
+use std::collections::HashSet;
+use std::sync::LazyLock;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     /// Quoted literal; `'`, `"` or `` ` ``. An unterminated one runs to the end of the text.
@@ -199,16 +202,45 @@ pub const AMBIGUOUS_FUNCTIONS: &[&str] = &[
 /// SQL functions that injections call to leak data, delay, or raise errors. A call to one of
 /// these next to a boolean operator or comparison is evidence.
 pub fn is_injection_function(name: &str) -> bool {
-    is_unambiguous_function(name)
-        || AMBIGUOUS_FUNCTIONS
-            .iter()
-            .any(|f| f.eq_ignore_ascii_case(name))
+    is_unambiguous_function(name) || word_in(&AMBIGUOUS_SET, name)
 }
 
 pub fn is_unambiguous_function(name: &str) -> bool {
-    UNAMBIGUOUS_FUNCTIONS
-        .iter()
-        .any(|f| f.eq_ignore_ascii_case(name))
+    word_in(&UNAMBIGUOUS_SET, name)
+}
+
+/// A word list for case-insensitive lookups: the confirmers ask about every token they read.
+struct WordSet {
+    words: HashSet<&'static [u8]>,
+    longest: usize,
+}
+
+impl WordSet {
+    fn new(list: &[&'static str]) -> WordSet {
+        debug_assert!(list
+            .iter()
+            .all(|w| !w.bytes().any(|b| b.is_ascii_uppercase())));
+        WordSet {
+            words: list.iter().map(|w| w.as_bytes()).collect(),
+            longest: list.iter().map(|w| w.len()).max().unwrap_or(0),
+        }
+    }
+}
+
+static UNAMBIGUOUS_SET: LazyLock<WordSet> = LazyLock::new(|| WordSet::new(UNAMBIGUOUS_FUNCTIONS));
+static AMBIGUOUS_SET: LazyLock<WordSet> = LazyLock::new(|| WordSet::new(AMBIGUOUS_FUNCTIONS));
+static KEYWORD_SET: LazyLock<WordSet> = LazyLock::new(|| WordSet::new(KEYWORDS));
+
+fn word_in(set: &WordSet, word: &str) -> bool {
+    const MAX: usize = 64;
+    if word.len() > set.longest || word.len() > MAX {
+        return false;
+    }
+    let mut lower = [0u8; MAX];
+    let lower = &mut lower[..word.len()];
+    lower.copy_from_slice(word.as_bytes());
+    lower.make_ascii_lowercase();
+    set.words.contains(&*lower)
 }
 
 /// Words that are SQL syntax rather than English when they touch other SQL tokens.
@@ -297,7 +329,7 @@ pub const KEYWORDS: &[&str] = &[
 ];
 
 pub fn is_keyword(word: &str) -> bool {
-    KEYWORDS.iter().any(|k| k.eq_ignore_ascii_case(word))
+    word_in(&KEYWORD_SET, word)
 }
 
 #[cfg(test)]
