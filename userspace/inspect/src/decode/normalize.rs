@@ -30,17 +30,19 @@ pub struct Traits {
     pub shell_meta: bool,
 }
 
-/// The bytes `traits` looks at; everything else is skipped by one table lookup.
-const TRAIT_BYTES: [bool; 256] = {
+/// A byte lookup table holding `members`.
+const fn byte_set(members: &[u8]) -> [bool; 256] {
     let mut table = [false; 256];
-    let interesting = b"/-#\n\r'\"\\$^{<";
     let mut i = 0;
-    while i < interesting.len() {
-        table[interesting[i] as usize] = true;
+    while i < members.len() {
+        table[members[i] as usize] = true;
         i += 1;
     }
     table
-};
+}
+
+/// The bytes `traits` looks at; everything else is skipped by one table lookup.
+const TRAIT_BYTES: [bool; 256] = byte_set(b"/-#\n\r'\"\\$^{<");
 
 pub fn traits(src: &str) -> Traits {
     let bytes = src.as_bytes();
@@ -140,28 +142,16 @@ impl Writer<'_> {
 /// Bytes that every step of `normalize` copies unchanged in `layout`: printable ASCII other
 /// than the comment, shell and escape syntax the loop looks at.
 const fn plain_bytes(layout: Layout) -> [bool; 256] {
+    let syntax = byte_set(match layout {
+        Layout::Main | Layout::Lines => b"/*",
+        Layout::SqlJoined => b"/*#-",
+        Layout::Shell => b"/*'\"\\^`<${",
+    });
     let mut table = [false; 256];
     let mut b = 0x21;
     while b < 0x7f {
-        table[b] = true;
+        table[b] = !syntax[b];
         b += 1;
-    }
-    table[b'/' as usize] = false;
-    table[b'*' as usize] = false;
-    match layout {
-        Layout::SqlJoined => {
-            table[b'#' as usize] = false;
-            table[b'-' as usize] = false;
-        }
-        Layout::Shell => {
-            let special = b"'\"\\^`<${";
-            let mut i = 0;
-            while i < special.len() {
-                table[special[i] as usize] = false;
-                i += 1;
-            }
-        }
-        Layout::Main | Layout::Lines => {}
     }
     table
 }

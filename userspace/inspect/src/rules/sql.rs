@@ -664,13 +664,17 @@ fn is_prose_token(kind: Kind, text: &str) -> bool {
     }
 }
 
+/// Tokens the shape check reads: one bit of a u64 each says whether it is a bare word.
+const SHAPE_TOKENS: usize = u64::BITS as usize;
+
 fn shape_is_sql(text: &str, broke_out: bool) -> bool {
-    let tokens = tokenize(text, 64);
+    let tokens = tokenize(text, SHAPE_TOKENS);
     let call = |i: usize| tokens.get(i + 1).is_some_and(|n| n.kind == Kind::LParen);
     // A plain word: not SQL syntax, not a call, not identifier-like (`x`, `t1`, `a.b`, `a_b`).
-    let bare_words: Vec<bool> = (0..tokens.len())
-        .map(|i| {
-            let t = tokens[i];
+    let bare_words: u64 = tokens
+        .iter()
+        .enumerate()
+        .filter(|&(i, t)| {
             t.kind == Kind::Word
                 && !call(i)
                 && (t.text.len() > 1
@@ -681,8 +685,8 @@ fn shape_is_sql(text: &str, broke_out: bool) -> bool {
                 && !is_keyword(t.text)
                 && !is_injection_function(t.text)
         })
-        .collect();
-    let bare = |i: usize| bare_words.get(i).copied().unwrap_or(false);
+        .fold(0, |mask, (i, _)| mask | 1 << i);
+    let bare = |i: usize| i < SHAPE_TOKENS && bare_words >> i & 1 == 1;
     let prose = |i: usize| {
         tokens.get(i).is_some_and(|t| {
             matches!(t.kind, Kind::Str | Kind::Comment) && is_prose_token(t.kind, t.text)

@@ -202,11 +202,11 @@ pub const AMBIGUOUS_FUNCTIONS: &[&str] = &[
 /// SQL functions that injections call to leak data, delay, or raise errors. A call to one of
 /// these next to a boolean operator or comparison is evidence.
 pub fn is_injection_function(name: &str) -> bool {
-    is_unambiguous_function(name) || word_in(&AMBIGUOUS_SET, name)
+    is_unambiguous_function(name) || AMBIGUOUS_SET.contains(name)
 }
 
 pub fn is_unambiguous_function(name: &str) -> bool {
-    word_in(&UNAMBIGUOUS_SET, name)
+    UNAMBIGUOUS_SET.contains(name)
 }
 
 /// A word list for case-insensitive lookups: the confirmers ask about every token they read.
@@ -216,32 +216,36 @@ struct WordSet {
 }
 
 impl WordSet {
+    /// Longest word a set may hold (the lowercased lookup key lives on the stack).
+    const MAX_WORD: usize = 64;
+
     fn new(list: &[&'static str]) -> WordSet {
         debug_assert!(list
             .iter()
             .all(|w| !w.bytes().any(|b| b.is_ascii_uppercase())));
+        let longest = list.iter().map(|w| w.len()).max().unwrap_or(0);
+        assert!(longest <= Self::MAX_WORD);
         WordSet {
             words: list.iter().map(|w| w.as_bytes()).collect(),
-            longest: list.iter().map(|w| w.len()).max().unwrap_or(0),
+            longest,
         }
+    }
+
+    fn contains(&self, word: &str) -> bool {
+        if word.len() > self.longest {
+            return false;
+        }
+        let mut lower = [0u8; Self::MAX_WORD];
+        let lower = &mut lower[..word.len()];
+        lower.copy_from_slice(word.as_bytes());
+        lower.make_ascii_lowercase();
+        self.words.contains(&*lower)
     }
 }
 
 static UNAMBIGUOUS_SET: LazyLock<WordSet> = LazyLock::new(|| WordSet::new(UNAMBIGUOUS_FUNCTIONS));
 static AMBIGUOUS_SET: LazyLock<WordSet> = LazyLock::new(|| WordSet::new(AMBIGUOUS_FUNCTIONS));
 static KEYWORD_SET: LazyLock<WordSet> = LazyLock::new(|| WordSet::new(KEYWORDS));
-
-fn word_in(set: &WordSet, word: &str) -> bool {
-    const MAX: usize = 64;
-    if word.len() > set.longest || word.len() > MAX {
-        return false;
-    }
-    let mut lower = [0u8; MAX];
-    let lower = &mut lower[..word.len()];
-    lower.copy_from_slice(word.as_bytes());
-    lower.make_ascii_lowercase();
-    set.words.contains(&*lower)
-}
 
 /// Words that are SQL syntax rather than English when they touch other SQL tokens.
 pub const KEYWORDS: &[&str] = &[
@@ -329,7 +333,7 @@ pub const KEYWORDS: &[&str] = &[
 ];
 
 pub fn is_keyword(word: &str) -> bool {
-    word_in(&KEYWORD_SET, word)
+    KEYWORD_SET.contains(word)
 }
 
 #[cfg(test)]
