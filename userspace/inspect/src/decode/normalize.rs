@@ -41,29 +41,31 @@ const fn byte_set(members: &[u8]) -> [bool; 256] {
     table
 }
 
-/// The bytes `traits` looks at; everything else is skipped by one table lookup.
-const TRAIT_BYTES: [bool; 256] = byte_set(b"/-#\n\r'\"\\$^{<");
+/// The bits of `flags` that any byte of `bytes` sets. Written as a branch-free fold so that it
+/// compiles to SIMD compares: this runs over every string of every message.
+pub fn any_bytes(bytes: &[u8], flags: impl Fn(u8) -> u8) -> u8 {
+    bytes.iter().fold(0, |seen, &b| seen | flags(b))
+}
 
 pub fn traits(src: &str) -> Traits {
     let bytes = src.as_bytes();
-    let mut traits = Traits::default();
-    let mut line_comment = false;
-    for (i, &b) in bytes.iter().enumerate() {
-        if !TRAIT_BYTES[b as usize] {
-            continue;
-        }
-        match b {
-            b'/' if bytes.get(i + 1) == Some(&b'*') => traits.sql_comment = true,
-            b'-' if bytes.get(i + 1) == Some(&b'-') => line_comment = true,
-            b'#' => line_comment = true,
-            b'\n' | b'\r' => traits.line_break = true,
-            b'\'' | b'"' | b'\\' | b'$' | b'^' | b'{' | b'<' => traits.shell_meta = true,
-            _ => {}
-        }
-    }
+    // Folds of at most four compares each: LLVM vectorizes those (and the strings are short,
+    // where a memchr call costs more than it saves).
+    let any = |flags: fn(u8) -> u8| any_bytes(bytes, flags) != 0;
+    let has_pair = |first: fn(u8) -> u8, pair: &[u8]| {
+        any(first) && memchr::memmem::find(bytes, pair).is_some()
+    };
+    let line_break = any(|b| (b == b'\n') as u8 | (b == b'\r') as u8);
+    let shell_meta = any(|b| (b == b'\'') as u8 | (b == b'"') as u8 | (b == b'\\') as u8)
+        || any(|b| (b == b'$') as u8 | (b == b'^') as u8 | (b == b'{') as u8 | (b == b'<') as u8);
     // A line comment only hides something when a line break ends it.
-    traits.sql_comment |= line_comment && traits.line_break;
-    traits
+    let line_comment =
+        line_break && (any(|b| (b == b'#') as u8) || has_pair(|b| (b == b'-') as u8, b"--"));
+    Traits {
+        sql_comment: has_pair(|b| (b == b'/') as u8, b"/*") || line_comment,
+        line_break,
+        shell_meta,
+    }
 }
 
 enum Folded {
@@ -167,6 +169,20 @@ fn plain_table(layout: Layout) -> &'static [bool; 256] {
     }
 }
 
+/// True when the `Main` (and `Lines`) view of `bytes` is `bytes` itself: printable ASCII without
+/// comment syntax, and single spaces between words (the plain-run rule, checked without a
+/// byte-at-a-time loop).
+fn is_plain_main(bytes: &[u8]) -> bool {
+    let unusual = any_bytes(bytes, |b| {
+        !(b' '..=b'~').contains(&b) as u8 | (b == b'/') as u8 | (b == b'*') as u8
+    });
+    let next = bytes.get(1..).unwrap_or_default();
+    let double_space = bytes.iter().zip(next).fold(0, |seen, (&a, &b)| {
+        seen | ((a == b' ') as u8 & (b == b' ') as u8)
+    });
+    unusual == 0 && double_space == 0 && !bytes.starts_with(b" ") && !bytes.ends_with(b" ")
+}
+
 /// End of the run of plain bytes (and single spaces between them) starting at `from`.
 fn plain_run_end(bytes: &[u8], from: usize, plain: &[bool; 256]) -> usize {
     let mut i = from;
@@ -195,6 +211,10 @@ pub fn normalize(src: &str, layout: Layout, out: &mut String) {
         pending_break: false,
     };
     let bytes = src.as_bytes();
+    if matches!(layout, Layout::Main | Layout::Lines) && is_plain_main(bytes) {
+        out.push_str(src);
+        return;
+    }
     let plain = plain_table(layout);
     let mut in_version_comment = false;
     let mut i = 0;
@@ -439,6 +459,18 @@ mod tests {
     }
 
     proptest! {
+        /// The folds say what the plain definition says.
+        #[test]
+        fn traits_match_their_definition(src in "[a-z '\"/*#$^{<\\\r\n-]{0,40}") {
+            let line_break = src.contains(['\n', '\r']);
+            let line_comment = src.contains('#') || src.contains("--");
+            prop_assert_eq!(traits(&src), super::Traits {
+                sql_comment: src.contains("/*") || (line_comment && line_break),
+                line_break,
+                shell_meta: src.contains(['\'', '"', '\\', '$', '^', '{', '<']),
+            });
+        }
+
         /// The run copy is only a shortcut: with a dropped zero-width space between every two
         /// plain bytes (so no run is longer than one byte) the view is the same.
         #[test]
