@@ -351,7 +351,7 @@ impl Pump {
 
     fn encode(&mut self, events: &mut Vec<Event>, decisions: &mut Vec<Decision>) -> Outgoing {
         let mut outgoing = Outgoing {
-            frames: BytesMut::new(),
+            frames: BytesMut::with_capacity(events.iter().map(Event::encoded_len_bound).sum()),
             close: None,
             end: None,
         };

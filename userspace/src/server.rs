@@ -659,7 +659,7 @@ async fn inspect_http_body(
             frameguard_codec::Event::Message(frameguard_codec::Message {
                 opcode,
                 rsv: 0,
-                fragments: vec![payload.len()],
+                fragments: frameguard_codec::FrameLengths::from_slice(&[payload.len()]),
                 payload,
             })
         })

@@ -5,7 +5,7 @@ use bytes::{Buf, BytesMut};
 use crate::frame::FrameHeader;
 use crate::mask::apply_mask;
 use crate::utf8::Utf8Validator;
-use crate::{CloseCode, Control, Event, Message, OpCode, ProtocolError, RSV1};
+use crate::{CloseCode, Control, Event, FrameLengths, Message, OpCode, ProtocolError, RSV1};
 
 /// Which side of the connection we decode for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,7 +45,7 @@ struct PartialMessage {
     opcode: OpCode,
     rsv: u8,
     payload: Vec<u8>,
-    fragments: Vec<usize>,
+    fragments: FrameLengths,
     /// None for binary and for compressed text (checked after inflating, by the inspection layer).
     utf8: Option<Utf8Validator>,
 }
@@ -124,7 +124,7 @@ impl Decoder {
                         opcode,
                         rsv,
                         payload: buf.split_to(payload_len).freeze(),
-                        fragments: vec![payload_len],
+                        fragments: smallvec::smallvec![payload_len],
                     };
                     return Ok(Some(Event::Message(message)));
                 }
@@ -220,7 +220,7 @@ impl Decoder {
                 opcode: header.opcode,
                 rsv: header.rsv,
                 payload: Vec::new(),
-                fragments: Vec::new(),
+                fragments: FrameLengths::new(),
                 utf8: check_utf8.then(Utf8Validator::new),
             });
         }
@@ -361,7 +361,7 @@ mod tests {
             opcode,
             rsv: 0,
             payload: Bytes::copy_from_slice(payload),
-            fragments: fragments.to_vec(),
+            fragments: fragments.into(),
         })
     }
 

@@ -118,7 +118,7 @@ mod tests {
             opcode: OpCode::Text,
             rsv: 0,
             payload: Bytes::from_static(b"Hello"),
-            fragments: vec![3, 2],
+            fragments: vec![3, 2].into(),
         };
         let mut dst = BytesMut::new();
         encode_message(&mut dst, &msg, || None);
@@ -131,7 +131,7 @@ mod tests {
             opcode: OpCode::Binary,
             rsv: RSV1,
             payload: Bytes::from_static(b"\x00\x00"),
-            fragments: vec![1, 0, 1],
+            fragments: vec![1, 0, 1].into(),
         };
         let mut keys = [[1u8; 4], [2; 4], [3; 4]].into_iter();
         let mut dst = BytesMut::new();
@@ -149,7 +149,7 @@ mod tests {
                 opcode: OpCode::Binary,
                 rsv: 0,
                 payload: Bytes::from_static(b"abc"),
-                fragments,
+                fragments: fragments.into(),
             };
             let mut dst = BytesMut::new();
             encode_message(&mut dst, &msg, || None);
@@ -163,7 +163,7 @@ mod tests {
             opcode: OpCode::Text,
             rsv: 0,
             payload: Bytes::new(),
-            fragments: vec![0],
+            fragments: vec![0].into(),
         };
         let mut dst = BytesMut::new();
         encode_message(&mut dst, &msg, || None);

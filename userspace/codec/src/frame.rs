@@ -57,8 +57,11 @@ pub struct FrameHeader {
     pub payload_len: u64,
 }
 
+/// The longest frame header: 2 bytes, an 8-byte length and a masking key.
+pub const MAX_HEADER_LEN: usize = 14;
+
 impl FrameHeader {
-    /// Size of the encoded header: 2 to 14 bytes.
+    /// Size of the encoded header: 2 to [`MAX_HEADER_LEN`] bytes.
     pub fn encoded_len(&self) -> usize {
         let extended_len = match self.payload_len {
             0..=125 => 0,
@@ -249,7 +252,10 @@ mod tests {
     #[test]
     fn encoded_len_spans_2_to_14() {
         assert_eq!(header(0, None).encoded_len(), 2);
-        assert_eq!(header(u64::MAX >> 1, Some([0; 4])).encoded_len(), 14);
+        assert_eq!(
+            header(u64::MAX >> 1, Some([0; 4])).encoded_len(),
+            super::MAX_HEADER_LEN
+        );
     }
 
     #[test]

@@ -46,4 +46,4 @@ pub use decoder::{Decoder, DecoderConfig, Role};
 pub use encoder::{encode_control, encode_frame, encode_message};
 pub use error::ProtocolError;
 pub use frame::{FrameHeader, OpCode, RSV1, RSV2, RSV3};
-pub use message::{Control, Event, Message};
+pub use message::{Control, Event, FrameLengths, Message};

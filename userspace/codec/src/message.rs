@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 
+use crate::frame::MAX_HEADER_LEN;
 use crate::{CloseCode, OpCode};
 
 /// A validated control frame or a complete data message.
@@ -9,6 +10,19 @@ use crate::{CloseCode, OpCode};
 pub enum Event {
     Control(Control),
     Message(Message),
+}
+
+impl Event {
+    /// The most bytes re-encoding this event can take (with its fragmentation and masked), so
+    /// that a batch's output buffer is sized once.
+    pub fn encoded_len_bound(&self) -> usize {
+        match self {
+            Event::Control(control) => MAX_HEADER_LEN + control.payload.len(),
+            Event::Message(message) => {
+                MAX_HEADER_LEN * message.fragments.len().max(1) + message.payload.len()
+            }
+        }
+    }
 }
 
 /// A Close, Ping or Pong frame.
@@ -36,6 +50,9 @@ impl Control {
     }
 }
 
+/// Payload lengths of a message's frames; one is held inline, since most messages are one frame.
+pub type FrameLengths = smallvec::SmallVec<[usize; 1]>;
+
 /// A complete Text or Binary message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
@@ -46,7 +63,7 @@ pub struct Message {
     /// The whole unmasked payload. For a single-frame message it shares the input buffer.
     pub payload: Bytes,
     /// Payload length of each frame, in order (one entry if unfragmented); sums to `payload.len()`.
-    pub fragments: Vec<usize>,
+    pub fragments: FrameLengths,
 }
 
 #[cfg(test)]

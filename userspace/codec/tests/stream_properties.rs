@@ -85,7 +85,7 @@ fn message() -> impl Strategy<Value = SentMessage> {
                     opcode,
                     rsv,
                     payload: payload.into(),
-                    fragments,
+                    fragments: fragments.into(),
                 },
                 interleaved,
             }
@@ -121,8 +121,11 @@ fn encode(items: &[Sent], role: Role, seed: u32) -> (Vec<u8>, Vec<Event>) {
                 events.push(Event::Control(control.clone()));
             }
             Sent::Message(sent) if sent.interleaved.iter().all(Option::is_none) => {
+                let before = wire.len();
                 encode_message(&mut wire, &sent.message, &mut next_key);
-                events.push(Event::Message(sent.message.clone()));
+                let event = Event::Message(sent.message.clone());
+                assert!(wire.len() - before <= event.encoded_len_bound());
+                events.push(event);
             }
             Sent::Message(sent) => {
                 let message = &sent.message;
@@ -291,7 +294,7 @@ fn every_split_point_of_a_mixed_stream() {
                 opcode: OpCode::Text,
                 rsv: 0,
                 payload: Bytes::from("größer € 😀".repeat(20)),
-                fragments: vec![1, 7, 100, 0, 232],
+                fragments: vec![1, 7, 100, 0, 232].into(),
             },
             interleaved: vec![None, Some(interleaved_ping), None, None],
         }),
@@ -304,7 +307,7 @@ fn every_split_point_of_a_mixed_stream() {
                 opcode: OpCode::Binary,
                 rsv: RSV1,
                 payload: Bytes::from(vec![0xA5; 300]),
-                fragments: vec![300],
+                fragments: vec![300].into(),
             },
             interleaved: Vec::new(),
         }),
