@@ -253,10 +253,14 @@ pub fn chained_command(text: &str, _start: usize, end: usize, view: View) -> boo
         return false;
     }
     let absolute = command_path.contains('/') || command_path.contains('\\');
+    let unambiguous = UNAMBIGUOUS.contains(&command.as_str()) || absolute;
+    // A word that merely starts a view (a JSON key "id", say) needs no argument parsing.
+    if separator == Separator::Start && !deobfuscated && !unambiguous {
+        return false;
+    }
     let Some(shape) = argument_shape(&command, &text[end..]) else {
         return false;
     };
-    let unambiguous = UNAMBIGUOUS.contains(&command.as_str()) || absolute;
     match separator {
         Separator::Shell => unambiguous || shape >= Shape::Empty,
         Separator::Quote => unambiguous || shape == Shape::Shell,
