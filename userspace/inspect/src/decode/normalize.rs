@@ -43,7 +43,7 @@ const fn byte_set(members: &[u8]) -> [bool; 256] {
 
 /// The bits of `flags` that any byte of `bytes` sets. Written as a branch-free fold so that it
 /// compiles to SIMD compares: this runs over every string of every message.
-pub fn any_bytes(bytes: &[u8], flags: impl Fn(u8) -> u8) -> u8 {
+pub(crate) fn any_bytes(bytes: &[u8], flags: impl Fn(u8) -> u8) -> u8 {
     bytes.iter().fold(0, |seen, &b| seen | flags(b))
 }
 
@@ -52,17 +52,16 @@ pub fn traits(src: &str) -> Traits {
     // Folds of at most four compares each: LLVM vectorizes those (and the strings are short,
     // where a memchr call costs more than it saves).
     let any = |flags: fn(u8) -> u8| any_bytes(bytes, flags) != 0;
-    let has_pair = |first: fn(u8) -> u8, pair: &[u8]| {
-        any(first) && memchr::memmem::find(bytes, pair).is_some()
-    };
+    let has = |byte: u8| any_bytes(bytes, |b| (b == byte) as u8) != 0;
+    // memmem sets up a searcher per call: ask it only when the pair's first byte occurs.
+    let has_pair = |pair: &[u8]| has(pair[0]) && memchr::memmem::find(bytes, pair).is_some();
     let line_break = any(|b| (b == b'\n') as u8 | (b == b'\r') as u8);
     let shell_meta = any(|b| (b == b'\'') as u8 | (b == b'"') as u8 | (b == b'\\') as u8)
         || any(|b| (b == b'$') as u8 | (b == b'^') as u8 | (b == b'{') as u8 | (b == b'<') as u8);
     // A line comment only hides something when a line break ends it.
-    let line_comment =
-        line_break && (any(|b| (b == b'#') as u8) || has_pair(|b| (b == b'-') as u8, b"--"));
+    let line_comment = line_break && (has(b'#') || has_pair(b"--"));
     Traits {
-        sql_comment: has_pair(|b| (b == b'/') as u8, b"/*") || line_comment,
+        sql_comment: has_pair(b"/*") || line_comment,
         line_break,
         shell_meta,
     }
@@ -141,11 +140,14 @@ impl Writer<'_> {
     }
 }
 
+/// The printable ASCII bytes that `normalize` looks at in `Main` and `Lines` (comment syntax).
+const MAIN_SYNTAX: [u8; 2] = *b"/*";
+
 /// Bytes that every step of `normalize` copies unchanged in `layout`: printable ASCII other
 /// than the comment, shell and escape syntax the loop looks at.
 const fn plain_bytes(layout: Layout) -> [bool; 256] {
     let syntax = byte_set(match layout {
-        Layout::Main | Layout::Lines => b"/*",
+        Layout::Main | Layout::Lines => &MAIN_SYNTAX,
         Layout::SqlJoined => b"/*#-",
         Layout::Shell => b"/*'\"\\^`<${",
     });
@@ -174,7 +176,8 @@ fn plain_table(layout: Layout) -> &'static [bool; 256] {
 /// byte-at-a-time loop).
 fn is_plain_main(bytes: &[u8]) -> bool {
     let unusual = any_bytes(bytes, |b| {
-        !(b' '..=b'~').contains(&b) as u8 | (b == b'/') as u8 | (b == b'*') as u8
+        let [slash, star] = MAIN_SYNTAX;
+        !(b' '..=b'~').contains(&b) as u8 | (b == slash) as u8 | (b == star) as u8
     });
     let next = bytes.get(1..).unwrap_or_default();
     let double_space = bytes.iter().zip(next).fold(0, |seen, (&a, &b)| {
