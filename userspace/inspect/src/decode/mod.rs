@@ -15,10 +15,7 @@ pub const MAX_DECODE_ROUNDS: usize = 4;
 /// Every decoder only shrinks its input, so the result is never longer than `input`.
 pub fn decode_layers(input: &str) -> Option<String> {
     // The bytes that start an escape for one of the decoders; most text has none.
-    let escapes = normalize::any_bytes(input.as_bytes(), |b| {
-        (b == b'%') as u8 | (b == b'+') as u8 | (b == b'&') as u8 | (b == b'\\') as u8
-    });
-    if escapes == 0 {
+    if normalize::byte_classes(input.as_bytes(), normalize::class::ESCAPE) == 0 {
         return None;
     }
     let mut current: Option<String> = None;

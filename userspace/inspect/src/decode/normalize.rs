@@ -42,28 +42,113 @@ const fn byte_set(members: &[u8]) -> [bool; 256] {
 }
 
 /// The bits of `flags` that any byte of `bytes` sets. Written as a branch-free fold so that it
-/// compiles to SIMD compares: this runs over every string of every message.
-pub(crate) fn any_bytes(bytes: &[u8], flags: impl Fn(u8) -> u8) -> u8 {
+/// compiles to SIMD compares.
+fn any_bytes(bytes: &[u8], flags: impl Fn(u8) -> u8) -> u8 {
     bytes.iter().fold(0, |seen, &b| seen | flags(b))
+}
+
+/// The byte classes that decide how much work a string needs, as bits of one byte.
+pub(crate) mod class {
+    pub const LINE_BREAK: u8 = 1;
+    pub const SHELL_META: u8 = 2;
+    pub const HASH: u8 = 4;
+    pub const DASH: u8 = 8;
+    pub const SLASH: u8 = 16;
+    /// Starts an escape for one of the decoders: `%`, `+`, `&`, `\`.
+    pub const ESCAPE: u8 = 32;
+    /// Makes the `Main` view differ from the string: not printable ASCII, or comment syntax.
+    pub const NOT_PLAIN_MAIN: u8 = 64;
+}
+
+const fn byte_class(b: u8) -> u8 {
+    const fn bit(hit: bool, bit: u8) -> u8 {
+        if hit {
+            bit
+        } else {
+            0
+        }
+    }
+    bit(matches!(b, b'\n' | b'\r'), class::LINE_BREAK)
+        | bit(
+            matches!(b, b'\'' | b'"' | b'\\' | b'$' | b'^' | b'{' | b'<'),
+            class::SHELL_META,
+        )
+        | bit(b == b'#', class::HASH)
+        | bit(b == b'-', class::DASH)
+        | bit(b == b'/', class::SLASH)
+        | bit(matches!(b, b'%' | b'+' | b'&' | b'\\'), class::ESCAPE)
+        | bit(
+            !matches!(b, b' '..=b'~') || b == MAIN_SYNTAX[0] || b == MAIN_SYNTAX[1],
+            class::NOT_PLAIN_MAIN,
+        )
+}
+
+static BYTE_CLASSES: [u8; 256] = {
+    let mut table = [0; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = byte_class(b as u8);
+        b += 1;
+    }
+    table
+};
+
+/// Up to this length a string is classified through [`BYTE_CLASSES`] in one loop. Most strings
+/// of a message (JSON keys, ids, short values) are this short, and their lengths vary, so the
+/// exit of each of the vectorized folds below would be mispredicted.
+const TABLE_CLASSIFIED_LEN: usize = 64;
+
+/// Which of the `wanted` [`class`] bits the bytes of `bytes` have.
+pub(crate) fn byte_classes(bytes: &[u8], wanted: u8) -> u8 {
+    if bytes.len() <= TABLE_CLASSIFIED_LEN {
+        return wanted
+            & bytes
+                .iter()
+                .fold(0, |seen, &b| seen | BYTE_CLASSES[b as usize]);
+    }
+    // Long strings: one fold per class, each of at most four compares, which LLVM vectorizes.
+    let any = |bit: u8, flags: fn(u8) -> u8| {
+        if wanted & bit != 0 && any_bytes(bytes, flags) != 0 {
+            bit
+        } else {
+            0
+        }
+    };
+    any(class::LINE_BREAK, |b| {
+        (b == b'\n') as u8 | (b == b'\r') as u8
+    }) | any(class::SHELL_META, |b| {
+        (b == b'\'') as u8 | (b == b'"') as u8 | (b == b'\\') as u8
+    }) | any(class::SHELL_META, |b| {
+        (b == b'$') as u8 | (b == b'^') as u8 | (b == b'{') as u8 | (b == b'<') as u8
+    }) | any(class::HASH, |b| (b == b'#') as u8)
+        | any(class::DASH, |b| (b == b'-') as u8)
+        | any(class::SLASH, |b| (b == b'/') as u8)
+        | any(class::ESCAPE, |b| {
+            (b == b'%') as u8 | (b == b'+') as u8 | (b == b'&') as u8 | (b == b'\\') as u8
+        })
+        | any(class::NOT_PLAIN_MAIN, |b| {
+            let [slash, star] = MAIN_SYNTAX;
+            !(b' '..=b'~').contains(&b) as u8 | (b == slash) as u8 | (b == star) as u8
+        })
 }
 
 pub fn traits(src: &str) -> Traits {
     let bytes = src.as_bytes();
-    // Folds of at most four compares each: LLVM vectorizes those (and the strings are short,
-    // where a memchr call costs more than it saves).
-    let any = |flags: fn(u8) -> u8| any_bytes(bytes, flags) != 0;
-    let has = |byte: u8| any_bytes(bytes, |b| (b == byte) as u8) != 0;
+    let seen = byte_classes(
+        bytes,
+        class::LINE_BREAK | class::SHELL_META | class::HASH | class::DASH | class::SLASH,
+    );
     // memmem sets up a searcher per call: ask it only when the pair's first byte occurs.
-    let has_pair = |pair: &[u8]| has(pair[0]) && memchr::memmem::find(bytes, pair).is_some();
-    let line_break = any(|b| (b == b'\n') as u8 | (b == b'\r') as u8);
-    let shell_meta = any(|b| (b == b'\'') as u8 | (b == b'"') as u8 | (b == b'\\') as u8)
-        || any(|b| (b == b'$') as u8 | (b == b'^') as u8 | (b == b'{') as u8 | (b == b'<') as u8);
+    let has_pair = |pair: &[u8]| {
+        seen & byte_class(pair[0]) != 0 && memchr::memmem::find(bytes, pair).is_some()
+    };
+    let line_break = seen & class::LINE_BREAK != 0;
     // A line comment only hides something when a line break ends it.
-    let line_comment = line_break && (has(b'#') || has_pair(b"--"));
+    let line_comment = line_break && (seen & class::HASH != 0 || has_pair(b"--"));
     Traits {
         sql_comment: has_pair(b"/*") || line_comment,
         line_break,
-        shell_meta,
+        shell_meta: seen & class::SHELL_META != 0,
     }
 }
 
@@ -175,10 +260,7 @@ fn plain_table(layout: Layout) -> &'static [bool; 256] {
 /// comment syntax, and single spaces between words (the plain-run rule, checked without a
 /// byte-at-a-time loop).
 fn is_plain_main(bytes: &[u8]) -> bool {
-    let unusual = any_bytes(bytes, |b| {
-        let [slash, star] = MAIN_SYNTAX;
-        !(b' '..=b'~').contains(&b) as u8 | (b == slash) as u8 | (b == star) as u8
-    });
+    let unusual = byte_classes(bytes, class::NOT_PLAIN_MAIN);
     let next = bytes.get(1..).unwrap_or_default();
     let double_space = bytes.iter().zip(next).fold(0, |seen, (&a, &b)| {
         seen | ((a == b' ') as u8 & (b == b' ') as u8)
@@ -378,7 +460,9 @@ fn ifs_at(rest: &[u8]) -> usize {
 mod tests {
     use proptest::prelude::*;
 
-    use super::{normalize, plain_table, traits, Layout};
+    use super::{
+        byte_classes, normalize, plain_table, traits, Layout, BYTE_CLASSES, TABLE_CLASSIFIED_LEN,
+    };
 
     fn view(src: &str, layout: Layout) -> String {
         let mut out = String::new();
@@ -450,6 +534,22 @@ mod tests {
         assert_eq!(view("{ a, b }", Layout::Shell), "{ a, b }");
     }
 
+    /// Long strings are classified by folds, short ones by the table: they agree on every byte.
+    #[test]
+    fn folds_and_table_classify_alike() {
+        let all = u8::MAX;
+        for b in 0..=u8::MAX {
+            let mut long = vec![b'a'; TABLE_CLASSIFIED_LEN];
+            long.push(b);
+            assert_eq!(
+                byte_classes(&long, all),
+                BYTE_CLASSES[b as usize] | BYTE_CLASSES[b'a' as usize],
+                "byte {b:#04x}"
+            );
+            assert_eq!(byte_classes(&[b], all), BYTE_CLASSES[b as usize]);
+        }
+    }
+
     #[test]
     fn traits_pick_extra_views() {
         let t = traits("it's\nfine -- ok");
@@ -462,9 +562,12 @@ mod tests {
     }
 
     proptest! {
-        /// The folds say what the plain definition says.
+        /// The table and the folds say what the plain definition says (short strings take the
+        /// table, long ones the folds).
         #[test]
-        fn traits_match_their_definition(src in "[a-z '\"/*#$^{<\\\r\n-]{0,40}") {
+        fn traits_match_their_definition(
+            src in "[a-z '\"/*#$^{<\\\r\n-]{0,40}|[a-z ]{50,80}[a-z'\"/*#$^{<\\\r\n-]{0,3}[a-z]{0,20}",
+        ) {
             let line_break = src.contains(['\n', '\r']);
             let line_comment = src.contains('#') || src.contains("--");
             prop_assert_eq!(traits(&src), super::Traits {

@@ -248,17 +248,19 @@ pub fn chained_command(text: &str, _start: usize, end: usize, view: View) -> boo
         .rsplit(['/', '\\'])
         .next()
         .unwrap_or(command_path);
-    let command = name.to_ascii_lowercase();
-    if name != command && !WINDOWS.contains(&command.as_str()) {
+    // Every message's JSON keys come here (a key "id" starts its view): decide without
+    // allocating until the arguments have to be read.
+    let listed = |list: &[&str]| list.iter().any(|word| word.eq_ignore_ascii_case(name));
+    if name.bytes().any(|b| b.is_ascii_uppercase()) && !listed(WINDOWS) {
         return false;
     }
     let absolute = command_path.contains('/') || command_path.contains('\\');
-    let unambiguous = UNAMBIGUOUS.contains(&command.as_str()) || absolute;
-    // A word that merely starts a view (a JSON key "id", say) needs no argument parsing.
+    let unambiguous = listed(UNAMBIGUOUS) || absolute;
+    // A word that merely starts a view needs no argument parsing.
     if separator == Separator::Start && !deobfuscated && !unambiguous {
         return false;
     }
-    let Some(shape) = argument_shape(&command, &text[end..]) else {
+    let Some(shape) = argument_shape(&name.to_ascii_lowercase(), &text[end..]) else {
         return false;
     };
     match separator {
