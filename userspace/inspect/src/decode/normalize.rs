@@ -420,11 +420,12 @@ fn shell_step(src: &str, i: usize, w: &mut Writer<'_>) -> Option<usize> {
                 return None;
             }
             w.space();
+            // The list's words get the folding every other character gets.
             for c in inner.chars() {
-                if c == ',' {
-                    w.space();
-                } else {
-                    w.push(c);
+                match fold(c) {
+                    Folded::Char(',') | Folded::Space | Folded::LineBreak => w.space(),
+                    Folded::Char(c) => w.push(c),
+                    Folded::Drop => {}
                 }
             }
             w.space();

@@ -126,6 +126,7 @@ pub mod html;
 pub mod shell;
 pub mod sql;
 pub mod sqltok;
+mod words;
 
 /// Which built-in family a rule belongs to (each is switched on by its policy flag).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

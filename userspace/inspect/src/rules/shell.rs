@@ -2,6 +2,9 @@
 //! introduces the command, how unambiguous the command name is, and whether its arguments have
 //! shell shape (flags, paths, addresses, redirections) rather than English words.
 
+use std::sync::LazyLock;
+
+use super::words::WordSet;
 use super::View;
 
 /// Commands that are almost never English words: any separator before them is enough.
@@ -231,6 +234,9 @@ fn separator_at(text: &str, start: usize) -> (Separator, usize) {
 }
 
 /// A command after a separator: `; cat /etc/passwd`, `| id`, `" whoami`, `a);ls -la`.
+static UNAMBIGUOUS_SET: LazyLock<WordSet> = LazyLock::new(|| WordSet::new(UNAMBIGUOUS));
+static WINDOWS_SET: LazyLock<WordSet> = LazyLock::new(|| WordSet::new(WINDOWS));
+
 /// In the shell view, where quote/backslash tricks were removed, a command word that needed
 /// them is suspicious even at the start of the message; in the lines view every line start
 /// separates commands.
@@ -250,12 +256,11 @@ pub fn chained_command(text: &str, _start: usize, end: usize, view: View) -> boo
         .unwrap_or(command_path);
     // Every message's JSON keys come here (a key "id" starts its view): decide without
     // allocating until the arguments have to be read.
-    let listed = |list: &[&str]| list.iter().any(|word| word.eq_ignore_ascii_case(name));
-    if name.bytes().any(|b| b.is_ascii_uppercase()) && !listed(WINDOWS) {
+    if name.bytes().any(|b| b.is_ascii_uppercase()) && !WINDOWS_SET.contains(name) {
         return false;
     }
     let absolute = command_path.contains('/') || command_path.contains('\\');
-    let unambiguous = listed(UNAMBIGUOUS) || absolute;
+    let unambiguous = absolute || UNAMBIGUOUS_SET.contains(name);
     // A word that merely starts a view needs no argument parsing.
     if separator == Separator::Start && !deobfuscated && !unambiguous {
         return false;

@@ -1,8 +1,9 @@
 //! A small SQL lexer in the spirit of libinjection: it classifies the text around a candidate
 //! match into SQL token kinds, so confirmers can tell `' OR '1'='1` from "this or that".
 
-use std::collections::HashSet;
 use std::sync::LazyLock;
+
+use super::words::WordSet;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -207,40 +208,6 @@ pub fn is_injection_function(name: &str) -> bool {
 
 pub fn is_unambiguous_function(name: &str) -> bool {
     UNAMBIGUOUS_SET.contains(name)
-}
-
-/// A word list for case-insensitive lookups: the confirmers ask about every token they read.
-struct WordSet {
-    words: HashSet<&'static [u8]>,
-    longest: usize,
-}
-
-impl WordSet {
-    /// Longest word a set may hold (the lowercased lookup key lives on the stack).
-    const MAX_WORD: usize = 64;
-
-    fn new(list: &[&'static str]) -> WordSet {
-        debug_assert!(list
-            .iter()
-            .all(|w| !w.bytes().any(|b| b.is_ascii_uppercase())));
-        let longest = list.iter().map(|w| w.len()).max().unwrap_or(0);
-        assert!(longest <= Self::MAX_WORD);
-        WordSet {
-            words: list.iter().map(|w| w.as_bytes()).collect(),
-            longest,
-        }
-    }
-
-    fn contains(&self, word: &str) -> bool {
-        if word.len() > self.longest {
-            return false;
-        }
-        let mut lower = [0u8; Self::MAX_WORD];
-        let lower = &mut lower[..word.len()];
-        lower.copy_from_slice(word.as_bytes());
-        lower.make_ascii_lowercase();
-        self.words.contains(&*lower)
-    }
 }
 
 static UNAMBIGUOUS_SET: LazyLock<WordSet> = LazyLock::new(|| WordSet::new(UNAMBIGUOUS_FUNCTIONS));
