@@ -151,26 +151,24 @@ observability {{ {metrics}logging {{ level "debug"; format "text" }} }}
 
 /// A port on 127.0.0.1 that nothing listens on right now and that no other test of this
 /// process has been given (the proxy binds with SO_REUSEPORT, so two proxies on one port
-/// would silently share it).
+/// would silently share it). It is taken below the kernel's ephemeral range: the test servers
+/// that bind port 0 get ports from that range, and one of them could otherwise be handed this
+/// port between the check here and the proxy's own bind.
 pub fn free_port() -> u16 {
     use std::collections::HashSet;
     use std::sync::Mutex;
+    const BELOW_EPHEMERAL: std::ops::Range<u16> = 20000..32000;
     static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
-    for _ in 0..100 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("bind 127.0.0.1:0")
-            .port();
-        if HANDED_OUT
-            .lock()
-            .expect("port set")
-            .get_or_insert_with(HashSet::new)
-            .insert(port)
-        {
+    for _ in 0..1000 {
+        let port = rand::Rng::gen_range(&mut rand::thread_rng(), BELOW_EPHEMERAL);
+        let mut handed_out = HANDED_OUT.lock().expect("port set");
+        let handed_out = handed_out.get_or_insert_with(HashSet::new);
+        if !handed_out.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.insert(port);
             return port;
         }
     }
-    panic!("no fresh free port after 100 tries");
+    panic!("no fresh free port after 1000 tries");
 }
 
 pub fn free_addr() -> SocketAddr {
