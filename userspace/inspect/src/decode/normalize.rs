@@ -257,8 +257,8 @@ fn plain_table(layout: Layout) -> &'static [bool; 256] {
 }
 
 /// True when the `Main` (and `Lines`) view of `bytes` is `bytes` itself: printable ASCII without
-/// comment syntax, and single spaces between words (the plain-run rule, checked without a
-/// byte-at-a-time loop).
+/// comment syntax, and single spaces between words (the plain-run rule, checked by
+/// [`byte_classes`] and one fold instead of the run loop).
 fn is_plain_main(bytes: &[u8]) -> bool {
     let unusual = byte_classes(bytes, class::NOT_PLAIN_MAIN);
     let next = bytes.get(1..).unwrap_or_default();

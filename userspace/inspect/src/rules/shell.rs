@@ -233,10 +233,10 @@ fn separator_at(text: &str, start: usize) -> (Separator, usize) {
     (kind, start + skip)
 }
 
-/// A command after a separator: `; cat /etc/passwd`, `| id`, `" whoami`, `a);ls -la`.
 static UNAMBIGUOUS_SET: LazyLock<WordSet> = LazyLock::new(|| WordSet::new(UNAMBIGUOUS));
 static WINDOWS_SET: LazyLock<WordSet> = LazyLock::new(|| WordSet::new(WINDOWS));
 
+/// A command after a separator: `; cat /etc/passwd`, `| id`, `" whoami`, `a);ls -la`.
 /// In the shell view, where quote/backslash tricks were removed, a command word that needed
 /// them is suspicious even at the start of the message; in the lines view every line start
 /// separates commands.
