@@ -163,6 +163,9 @@ fn command_injection_evasions_are_blocked() {
             "() { :;}; /bin/bash -c 'id'",
             "; {cat,/etc/passwd}",
             "x; python -c 'import os'",
+            ";/???/??t /???/p??s??",
+            "a|/b?n/c*t /e?c/passwd",
+            ";$(printf 'id')",
         ],
     );
 }
@@ -193,6 +196,9 @@ fn benign_chat_passes() {
         "He said \"no\" -- and left",
         "{\"type\":\"message\",\"text\":\"don't forget; it's at 5 | room 3\"}",
         "42[\"chat\",\"see you at 5 o'clock\"]",
+        "what?? /me waves",
+        "see https://example.com/a?b=1/2 and /r/rust",
+        "it costs $(more than you think",
     ] {
         assert_eq!(h.tag_of(payload), None, "{payload:?}");
     }

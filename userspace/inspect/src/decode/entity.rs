@@ -46,34 +46,7 @@ const MAX_DIGITS: usize = 8;
 
 /// Decodes `input`; returns `None` when it contains no character reference.
 pub fn decode(input: &str) -> Option<String> {
-    if !input.contains('&') {
-        return None;
-    }
-    let bytes = input.as_bytes();
-    let mut out = String::with_capacity(input.len());
-    let mut changed = false;
-    let mut copied_to = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] != b'&' {
-            i += 1;
-            continue;
-        }
-        if let Some((ch, len)) = reference_at(&bytes[i + 1..]) {
-            out.push_str(&input[copied_to..i]);
-            out.push(ch);
-            i += 1 + len;
-            copied_to = i;
-            changed = true;
-        } else {
-            i += 1;
-        }
-    }
-    if !changed {
-        return None;
-    }
-    out.push_str(&input[copied_to..]);
-    Some(out)
+    super::replace_escapes(input, b'&', reference_at)
 }
 
 /// Parses the reference after an `&`; returns the character and the bytes consumed.

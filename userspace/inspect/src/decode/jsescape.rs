@@ -6,35 +6,7 @@ use super::percent::hex_value;
 
 /// Decodes `input`; returns `None` when it contains no escape.
 pub fn decode(input: &str) -> Option<String> {
-    if !input.contains('\\') {
-        return None;
-    }
-    let bytes = input.as_bytes();
-    let mut out = String::with_capacity(input.len());
-    let mut changed = false;
-    let mut copied_to = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] != b'\\' {
-            i += 1;
-            continue;
-        }
-        match escape_at(&bytes[i + 1..]) {
-            Some((ch, len)) => {
-                out.push_str(&input[copied_to..i]);
-                out.push(ch);
-                i += 1 + len;
-                copied_to = i;
-                changed = true;
-            }
-            None => i += 1,
-        }
-    }
-    if !changed {
-        return None;
-    }
-    out.push_str(&input[copied_to..]);
-    Some(out)
+    super::replace_escapes(input, b'\\', escape_at)
 }
 
 fn escape_at(rest: &[u8]) -> Option<(char, usize)> {

@@ -35,6 +35,34 @@ pub fn decode_layers(input: &str) -> Option<String> {
     current.filter(|decoded| decoded != input)
 }
 
+/// `input` with each escape that `escape_at` reads after an `introducer` byte replaced by the
+/// character it spells; `None` when there is none. `escape_at` gets the bytes after the
+/// introducer and returns the character and how many of them it consumed.
+fn replace_escapes(
+    input: &str,
+    introducer: u8,
+    escape_at: impl Fn(&[u8]) -> Option<(char, usize)>,
+) -> Option<String> {
+    let bytes = input.as_bytes();
+    let mut out: Option<String> = None;
+    let mut copied_to = 0;
+    for i in memchr::memchr_iter(introducer, bytes) {
+        // An introducer inside the escape just replaced was consumed with it (`\\`).
+        if i < copied_to {
+            continue;
+        }
+        if let Some((ch, len)) = escape_at(&bytes[i + 1..]) {
+            let out = out.get_or_insert_with(|| String::with_capacity(input.len()));
+            out.push_str(&input[copied_to..i]);
+            out.push(ch);
+            copied_to = i + 1 + len;
+        }
+    }
+    let mut out = out?;
+    out.push_str(&input[copied_to..]);
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::decode_layers;

@@ -7,43 +7,34 @@
 /// decoders accept them and attackers use them to hide markup.
 pub fn decode(input: &str) -> Option<String> {
     let bytes = input.as_bytes();
-    // Plain text (no escape) is not copied.
-    memchr::memchr2(b'%', b'+', bytes)?;
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut changed = false;
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b == b'+' {
-            out.push(b' ');
-            changed = true;
-            i += 1;
+    let mut out: Option<Vec<u8>> = None;
+    let mut copied_to = 0;
+    for i in memchr::memchr2_iter(b'%', b'+', bytes) {
+        if i < copied_to {
             continue;
         }
-        if b == b'%' {
-            if let Some(byte) = hex_pair(bytes, i + 1) {
-                out.push(byte);
-                changed = true;
-                i += 3;
-                continue;
-            }
-            if matches!(bytes.get(i + 1), Some(b'u' | b'U')) {
-                if let Some(code) = hex_run::<4>(bytes, i + 2) {
-                    let ch = char::from_u32(code).unwrap_or(char::REPLACEMENT_CHARACTER);
-                    let mut buf = [0u8; 4];
-                    out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
-                    changed = true;
-                    i += 6;
-                    continue;
-                }
-            }
-        }
-        out.push(b);
-        i += 1;
+        let mut utf8 = [0u8; 4];
+        let (decoded, len): (&[u8], usize) = if bytes[i] == b'+' {
+            (b" ", 1)
+        } else if let Some(byte) = hex_pair(bytes, i + 1) {
+            utf8[0] = byte;
+            (&utf8[..1], 3)
+        } else if let Some(code) = matches!(bytes.get(i + 1), Some(b'u' | b'U'))
+            .then(|| hex_run::<4>(bytes, i + 2))
+            .flatten()
+        {
+            let ch = char::from_u32(code).unwrap_or(char::REPLACEMENT_CHARACTER);
+            (ch.encode_utf8(&mut utf8).as_bytes(), 6)
+        } else {
+            continue;
+        };
+        let out = out.get_or_insert_with(|| Vec::with_capacity(bytes.len()));
+        out.extend_from_slice(&bytes[copied_to..i]);
+        out.extend_from_slice(decoded);
+        copied_to = i + len;
     }
-    if !changed {
-        return None;
-    }
+    let mut out = out?;
+    out.extend_from_slice(&bytes[copied_to..]);
     fold_overlong_ascii(&mut out);
     Some(match String::from_utf8(out) {
         Ok(text) => text,

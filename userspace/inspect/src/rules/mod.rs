@@ -710,6 +710,15 @@ pub const BUILTIN: &[Rule] = &[
         C::None,
         SHELL,
     ),
+    // A path spelled with shell wildcards (`/???/??t /???/p??s??`, `/b*n/c?t`): a directory
+    // name with `?` or `*` in it only means something to a shell's globbing.
+    rule(
+        "cmdi.glob-path",
+        Cmd,
+        r"(?:^|[\s;|&\x60(])/[\w.\[\]-]{0,8}[?*][\w.?*\[\]-]{0,8}/[\w.?*\[\]-]{1,16}",
+        C::None,
+        SHELL_LITERAL,
+    ),
     rule(
         "cmdi.windows-command",
         Cmd,

@@ -117,6 +117,9 @@ const WINDOWS: &[&str] = &[
     "choice",
 ];
 
+/// Bytes after a substituted command within which its closing `)` or backtick must come.
+const SUBSTITUTION_REACH: usize = 200;
+
 /// Commands whose arguments carry a number (delays, counts).
 const TIMING: &[&str] = &["sleep", "ping", "timeout", "usleep", "choice"];
 
@@ -268,8 +271,18 @@ pub fn chained_command(text: &str, _start: usize, end: usize, view: View) -> boo
     let Some(shape) = argument_shape(&name.to_ascii_lowercase(), &text[end..]) else {
         return false;
     };
+    // `$(cmd ...)` and `` `cmd ...` `` run the command whatever its arguments look like.
+    let closing = match text.as_bytes()[start] {
+        b'$' => Some(b')'),
+        b'`' => Some(b'`'),
+        _ => None,
+    };
+    let substitution = closing.is_some_and(|close| {
+        let rest = &text.as_bytes()[end..];
+        rest[..rest.len().min(SUBSTITUTION_REACH)].contains(&close)
+    });
     match separator {
-        Separator::Shell => unambiguous || shape >= Shape::Empty,
+        Separator::Shell => unambiguous || substitution || shape >= Shape::Empty,
         Separator::Quote => unambiguous || shape == Shape::Shell,
         Separator::Start if deobfuscated => {
             (unambiguous && shape >= Shape::Empty) || shape == Shape::Shell
@@ -296,6 +309,8 @@ mod tests {
         assert!(check("x && ping -c 10 10.0.0.1", 2, "ping"));
         assert!(check("& sleep 5", 0, "sleep"));
         assert!(check("$(id)", 0, "id"));
+        assert!(check("x;$(printf 'id')", 2, "printf"));
+        assert!(check("`echo hello world`", 0, "echo"));
         assert!(check("'ls -la /home'", 0, "ls"));
         assert!(check("wget http://x/y.sh", 0, "wget"));
         assert!(check("|/usr/bin/id|", 0, "/usr/bin/id"));
@@ -315,6 +330,7 @@ mod tests {
         assert!(!check("lol; echo that", 3, "echo"));
         assert!(!check("cat food is great", 0, "cat"));
         assert!(!check("so; time for bed", 2, "time"));
+        assert!(!check("it costs $(more than you think", 2, "more"));
     }
 
     #[test]

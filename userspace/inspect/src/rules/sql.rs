@@ -169,6 +169,13 @@ pub fn tautology(text: &str, _start: usize, end: usize) -> bool {
     let window = floor_char_boundary(text, end.saturating_sub(160));
     let bytes = text.as_bytes();
     let operator_at = |i: usize| {
+        // Most bytes cannot start an operator; skip them before comparing words.
+        if !matches!(
+            bytes[i] | 0x20,
+            b'o' | b'a' | b'x' | b'h' | b'w' | b'n' | b'|' | b'&'
+        ) {
+            return false;
+        }
         let word_start = i == 0 || !bytes[i - 1].is_ascii_alphanumeric() && bytes[i - 1] != b'_';
         let rest = &bytes[i..end];
         let word = ["or", "and", "xor", "having", "where", "when", "not"]
