@@ -711,11 +711,12 @@ pub const BUILTIN: &[Rule] = &[
         SHELL,
     ),
     // A path spelled with shell wildcards (`/???/??t /???/p??s??`, `/b*n/c?t`): a directory
-    // name with `?` or `*` in it only means something to a shell's globbing.
+    // name with `?` or `*` in it only means something to a shell's globbing. Nothing is
+    // required before the `/`: a class there would make Hyperscan run it at every byte.
     rule(
         "cmdi.glob-path",
         Cmd,
-        r"(?:^|[\s;|&\x60(])/[\w.\[\]-]{0,8}[?*][\w.?*\[\]-]{0,8}/[\w.?*\[\]-]{1,16}",
+        r"/[\w.\[\]-]{0,8}[?*][\w.?*\[\]-]{0,8}/[\w.?*\[\]-]{1,16}",
         C::None,
         SHELL_LITERAL,
     ),
