@@ -15,10 +15,11 @@
 //!   the comparison of a tautology), with the words it would otherwise anchor on read back by
 //!   the confirmer;
 //! - one alternative per prefix (`;`, `|`, `` ` ``...) before a word list: Hyperscan expands a
-//!   short prefix into the literal only when it has few variants, and prefers a lone
-//!   one-character prefix over a long list of words;
-//! - bounded repeats and `\w` rather than `[a-z]` next to the anchor, which Hyperscan
-//!   otherwise turns into engines that run over the whole buffer.
+//!   short prefix into the literal only when it has few variants. With a long list (the
+//!   command words) it anchors on the words themselves, so such lists cost scan speed;
+//! - no character class before the anchor (`(?:^|[;|&])/...`), and bounded repeats and `\w`
+//!   rather than `[a-z]` next to it: Hyperscan otherwise turns them into engines that run over
+//!   the whole buffer.
 
 /// `(?:a|b|c)` from string literals.
 macro_rules! alternation {
