@@ -46,7 +46,7 @@ const MAX_DIGITS: usize = 8;
 
 /// Decodes `input`; returns `None` when it contains no character reference.
 pub fn decode(input: &str) -> Option<String> {
-    super::replace_escapes(input, b'&', reference_at)
+    super::replace_char_escapes(input, b'&', reference_at)
 }
 
 /// Parses the reference after an `&`; returns the character and the bytes consumed.

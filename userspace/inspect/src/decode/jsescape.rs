@@ -6,7 +6,7 @@ use super::percent::hex_value;
 
 /// Decodes `input`; returns `None` when it contains no escape.
 pub fn decode(input: &str) -> Option<String> {
-    super::replace_escapes(input, b'\\', escape_at)
+    super::replace_char_escapes(input, b'\\', escape_at)
 }
 
 fn escape_at(rest: &[u8]) -> Option<(char, usize)> {

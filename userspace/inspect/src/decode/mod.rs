@@ -35,32 +35,83 @@ pub fn decode_layers(input: &str) -> Option<String> {
     current.filter(|decoded| decoded != input)
 }
 
-/// `input` with each escape that `escape_at` reads after an `introducer` byte replaced by the
-/// character it spells; `None` when there is none. `escape_at` gets the bytes after the
-/// introducer and returns the character and how many of them it consumed.
+/// What one escape spells: a byte, or a character's UTF-8 bytes.
+struct Spelled {
+    bytes: [u8; 4],
+    len: usize,
+}
+
+impl Spelled {
+    fn byte(byte: u8) -> Spelled {
+        Spelled {
+            bytes: [byte, 0, 0, 0],
+            len: 1,
+        }
+    }
+
+    fn char(ch: char) -> Spelled {
+        let mut bytes = [0; 4];
+        let len = ch.encode_utf8(&mut bytes).len();
+        Spelled { bytes, len }
+    }
+}
+
+/// `bytes` with each escape replaced by what it spells; `None` when there is none. Escapes
+/// may start only at the `starts` positions (ascending); `escape_at` gets the bytes from there
+/// and returns what the escape spells and how many bytes it takes.
 fn replace_escapes(
+    bytes: &[u8],
+    starts: impl Iterator<Item = usize>,
+    escape_at: impl Fn(&[u8]) -> Option<(Spelled, usize)>,
+) -> Option<Vec<u8>> {
+    let mut out: Option<Vec<u8>> = None;
+    let mut copied_to = 0;
+    for i in starts {
+        // A start inside the escape just replaced was consumed with it (`\\`).
+        if i < copied_to {
+            continue;
+        }
+        if let Some((spelled, len)) = escape_at(&bytes[i..]) {
+            let out = out.get_or_insert_with(|| Vec::with_capacity(bytes.len()));
+            out.extend_from_slice(&bytes[copied_to..i]);
+            out.extend_from_slice(&spelled.bytes[..spelled.len]);
+            copied_to = i + len;
+        }
+    }
+    let mut out = out?;
+    out.extend_from_slice(&bytes[copied_to..]);
+    Some(out)
+}
+
+/// [`replace_escapes`] for escapes that spell characters after an `introducer` byte;
+/// `escape_at` gets the bytes after the introducer.
+fn replace_char_escapes(
     input: &str,
     introducer: u8,
     escape_at: impl Fn(&[u8]) -> Option<(char, usize)>,
 ) -> Option<String> {
     let bytes = input.as_bytes();
-    let mut out: Option<String> = None;
-    let mut copied_to = 0;
-    for i in memchr::memchr_iter(introducer, bytes) {
-        // An introducer inside the escape just replaced was consumed with it (`\\`).
-        if i < copied_to {
-            continue;
-        }
-        if let Some((ch, len)) = escape_at(&bytes[i + 1..]) {
-            let out = out.get_or_insert_with(|| String::with_capacity(input.len()));
-            out.push_str(&input[copied_to..i]);
-            out.push(ch);
-            copied_to = i + 1 + len;
+    let decoded = replace_escapes(bytes, memchr::memchr_iter(introducer, bytes), |at| {
+        escape_at(&at[1..]).map(|(ch, len)| (Spelled::char(ch), 1 + len))
+    })?;
+    Some(text_of(decoded))
+}
+
+/// Decoded bytes as text: valid UTF-8 stays; each invalid byte is read as Latin-1 (`%A0` is a
+/// no-break space to the many servers that decode that way).
+fn text_of(bytes: Vec<u8>) -> String {
+    match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(err) => {
+            let bytes = err.as_bytes();
+            let mut text = String::with_capacity(bytes.len());
+            for chunk in bytes.utf8_chunks() {
+                text.push_str(chunk.valid());
+                text.extend(chunk.invalid().iter().map(|&b| char::from(b)));
+            }
+            text
         }
     }
-    let mut out = out?;
-    out.push_str(&input[copied_to..]);
-    Some(out)
 }
 
 #[cfg(test)]

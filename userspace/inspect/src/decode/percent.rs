@@ -1,5 +1,7 @@
 //! URL percent-decoding (`%XX`, IIS-style `%uXXXX`, `+` as space).
 
+use super::{replace_escapes, text_of, Spelled};
+
 /// Decodes `input`; returns `None` when it contains nothing to decode.
 ///
 /// Bytes that do not form valid UTF-8 after decoding are read as Latin-1, except overlong two-byte
@@ -7,50 +9,25 @@
 /// decoders accept them and attackers use them to hide markup.
 pub fn decode(input: &str) -> Option<String> {
     let bytes = input.as_bytes();
-    let mut out: Option<Vec<u8>> = None;
-    let mut copied_to = 0;
-    for i in memchr::memchr2_iter(b'%', b'+', bytes) {
-        if i < copied_to {
-            continue;
-        }
-        let mut utf8 = [0u8; 4];
-        let (decoded, len): (&[u8], usize) = if bytes[i] == b'+' {
-            (b" ", 1)
-        } else if let Some(byte) = hex_pair(bytes, i + 1) {
-            utf8[0] = byte;
-            (&utf8[..1], 3)
-        } else if let Some(code) = matches!(bytes.get(i + 1), Some(b'u' | b'U'))
-            .then(|| hex_run::<4>(bytes, i + 2))
-            .flatten()
-        {
-            let ch = char::from_u32(code).unwrap_or(char::REPLACEMENT_CHARACTER);
-            (ch.encode_utf8(&mut utf8).as_bytes(), 6)
-        } else {
-            continue;
-        };
-        let out = out.get_or_insert_with(|| Vec::with_capacity(bytes.len()));
-        out.extend_from_slice(&bytes[copied_to..i]);
-        out.extend_from_slice(decoded);
-        copied_to = i + len;
-    }
-    let mut out = out?;
-    out.extend_from_slice(&bytes[copied_to..]);
-    fold_overlong_ascii(&mut out);
-    Some(match String::from_utf8(out) {
-        Ok(text) => text,
-        Err(err) => latin1_fallback(err.as_bytes()),
-    })
+    let mut decoded = replace_escapes(bytes, memchr::memchr2_iter(b'%', b'+', bytes), escape_at)?;
+    fold_overlong_ascii(&mut decoded);
+    Some(text_of(decoded))
 }
 
-/// Valid UTF-8 stays; each invalid byte is read as Latin-1 (`%A0` is a no-break space to
-/// the many servers that decode that way).
-fn latin1_fallback(bytes: &[u8]) -> String {
-    let mut text = String::with_capacity(bytes.len());
-    for chunk in bytes.utf8_chunks() {
-        text.push_str(chunk.valid());
-        text.extend(chunk.invalid().iter().map(|&b| char::from(b)));
+/// The `+` or `%` escape at the start of `at`: what it spells and its length.
+fn escape_at(at: &[u8]) -> Option<(Spelled, usize)> {
+    if at[0] == b'+' {
+        return Some((Spelled::byte(b' '), 1));
     }
-    text
+    if let Some(byte) = hex_pair(at, 1) {
+        return Some((Spelled::byte(byte), 3));
+    }
+    if !matches!(at.get(1), Some(b'u' | b'U')) {
+        return None;
+    }
+    let code = hex_run::<4>(at, 2)?;
+    let ch = char::from_u32(code).unwrap_or(char::REPLACEMENT_CHARACTER);
+    Some((Spelled::char(ch), 6))
 }
 
 fn hex_pair(bytes: &[u8], at: usize) -> Option<u8> {

@@ -239,6 +239,19 @@ fn separator_at(text: &str, start: usize) -> (Separator, usize) {
 static UNAMBIGUOUS_SET: LazyLock<WordSet> = LazyLock::new(|| WordSet::new(UNAMBIGUOUS));
 static WINDOWS_SET: LazyLock<WordSet> = LazyLock::new(|| WordSet::new(WINDOWS));
 
+/// `$(cmd ...)` or `` `cmd ...` `` opened at `start` and closed after the command word
+/// ending at `end`: the shell runs the command whatever its arguments look like.
+fn closed_substitution(text: &str, start: usize, end: usize) -> bool {
+    let bytes = text.as_bytes();
+    let close = match bytes[start] {
+        b'$' => b')',
+        b'`' => b'`',
+        _ => return false,
+    };
+    let rest = &bytes[end..];
+    rest[..rest.len().min(SUBSTITUTION_REACH)].contains(&close)
+}
+
 /// A command after a separator: `; cat /etc/passwd`, `| id`, `" whoami`, `a);ls -la`.
 /// In the shell view, where quote/backslash tricks were removed, a command word that needed
 /// them is suspicious even at the start of the message; in the lines view every line start
@@ -271,18 +284,10 @@ pub fn chained_command(text: &str, _start: usize, end: usize, view: View) -> boo
     let Some(shape) = argument_shape(&name.to_ascii_lowercase(), &text[end..]) else {
         return false;
     };
-    // `$(cmd ...)` and `` `cmd ...` `` run the command whatever its arguments look like.
-    let closing = match text.as_bytes()[start] {
-        b'$' => Some(b')'),
-        b'`' => Some(b'`'),
-        _ => None,
-    };
-    let substitution = closing.is_some_and(|close| {
-        let rest = &text.as_bytes()[end..];
-        rest[..rest.len().min(SUBSTITUTION_REACH)].contains(&close)
-    });
     match separator {
-        Separator::Shell => unambiguous || substitution || shape >= Shape::Empty,
+        Separator::Shell => {
+            unambiguous || shape >= Shape::Empty || closed_substitution(text, start, end)
+        }
         Separator::Quote => unambiguous || shape == Shape::Shell,
         Separator::Start if deobfuscated => {
             (unambiguous && shape >= Shape::Empty) || shape == Shape::Shell
