@@ -9,8 +9,9 @@ use hyperscan::CompileFlags;
 use crate::decode::decode_layers;
 use crate::decode::normalize::{normalize, traits, Layout};
 use crate::extract::{json, msgpack, socketio};
+use crate::rules::shell::line_start_command;
 use crate::rules::sql::SHAPE_WINDOW;
-use crate::rules::{Confirm, Family, View, Views, BUILTIN, CUSTOM_VIEWS};
+use crate::rules::{Confirm, Family, View, Views, BUILTIN, CHAINED_COMMAND, CUSTOM_VIEWS, SHELL};
 use crate::schema::{truncate_on_char_boundary, validate};
 use crate::{Finding, InspectionPolicy, Tag, MAX_EXCERPT};
 
@@ -226,10 +227,16 @@ impl Database {
             },
         );
         match result {
-            Ok(()) => Ok(findings),
-            Err(hyperscan::Error::Hyperscan(hyperscan::HsError::ScanTerminated)) => Ok(findings),
-            Err(_) => Err(()),
+            Ok(()) => {}
+            Err(hyperscan::Error::Hyperscan(hyperscan::HsError::ScanTerminated)) => {
+                return Ok(findings)
+            }
+            Err(_) => return Err(()),
         }
+        if policy.command_injection {
+            line_start_commands(views, &mut findings);
+        }
+        Ok(findings)
     }
 
     /// Raw Hyperscan throughput: scans `data` with the full database, counting matches, with
@@ -243,6 +250,23 @@ impl Database {
             })
             .map_err(|e| e.to_string())?;
         Ok(count)
+    }
+}
+
+/// Commands at the start of a segment or line, for the messages still without a finding.
+fn line_start_commands(views: &ViewBuffer, findings: &mut [Option<Finding>]) {
+    for segment in &views.segments {
+        if findings[segment.message].is_some() || !SHELL.contains(segment.view) {
+            continue;
+        }
+        let text = &views.text[segment.start..segment.end];
+        if let Some(end) = line_start_command(text, segment.view) {
+            findings[segment.message] = Some(Finding {
+                tag: Tag::CmdInjection,
+                rule_id: CHAINED_COMMAND.to_owned(),
+                excerpt: excerpt(text, None, end),
+            });
+        }
     }
 }
 

@@ -4,8 +4,9 @@
 //!
 //! A rule either blocks on its own (`Confirm::None`: the expression is specific enough) or is
 //! a candidate that a confirmer checks against the surrounding tokens. Expressions never match
-//! `\n`, the separator between views in the scan buffer, except as the start of a view or a
-//! line: the buffer puts one before every view.
+//! `\n`, the separator between views in the scan buffer (`^` and `$` match at it). A command
+//! at the start of a view or line is looked up after the scan instead (see
+//! [`shell::line_start_command`]): a `\n` alternative costs a check at every segment.
 //!
 //! Scan speed depends on what Hyperscan anchors each expression on, and it picks the literal
 //! with the best length score, not the rarest one. An expression whose best literal is a common
@@ -123,6 +124,14 @@ macro_rules! unambiguous_functions {
     };
 }
 
+/// Shell commands the command-injection candidates look for after a separator. Plain lowercase
+/// words only: [`shell::line_start_command`] reads the list back as a word set.
+macro_rules! commands {
+    () => {
+        "(?:whoami|uname|ifconfig|ipconfig|systeminfo|sysinfo|netstat|nslookup|wget|curl|ncat|netcat|nc|bash|sh|zsh|ksh|csh|tcsh|dash|powershell|pwsh|cmd|python|python2|python3|perl|php|ruby|lua|node|passwd|tasklist|taskkill|certutil|bitsadmin|xterm|mkfifo|mknod|socat|chmod|chown|crontab|wmic|useradd|usermod|nohup|xargs|printenv|lsof|traceroute|tracert|nbtstat|schtasks|icacls|cacls|findstr|sudo|telnet|tftp|hostname|uptime|gawk|awk|egrep|base64|pkill|killall|rmdir|chattr|iptables|netsh|id|ls|dir|cat|tac|type|echo|printf|sleep|usleep|ping|pwd|ps|kill|rm|mv|cp|touch|find|grep|net|env|set|time|more|less|head|tail|which|wc|nl|od|xxd|strings|dd|tar|unzip|reg|sc|shutdown|reboot|mount|df|du|who|last|route|arp|dig|host|exec|su|vi|vim|timeout|del|copy|ver|vol|tree|attrib|systemctl|service|openssl|gcc|git|choice)"
+    };
+}
+
 pub mod html;
 pub mod shell;
 pub mod sql;
@@ -179,7 +188,8 @@ impl Views {
 }
 
 const MARKUP: Views = Views::of(&[View::Original, View::Decoded, View::SqlJoined, View::Lines]);
-const SHELL: Views = Views::of(&[View::Original, View::Decoded, View::Lines, View::Shell]);
+/// Views that command-injection rules see.
+pub const SHELL: Views = Views::of(&[View::Original, View::Decoded, View::Lines, View::Shell]);
 /// Views for rules that must see the literal `$IFS`-style tricks the shell view rewrites.
 const SHELL_LITERAL: Views = Views::of(&[View::Original, View::Decoded, View::Lines]);
 /// Views that custom patterns see.
@@ -258,15 +268,11 @@ const fn rule(
     }
 }
 
+/// The rule id of a command chained after a separator or starting a line.
+pub const CHAINED_COMMAND: &str = "cmdi.chained-command";
+
 use Confirm as C;
 use Family::{CmdInjection as Cmd, Sqli, Xss};
-
-/// Shell commands the command-injection candidates look for after a separator.
-macro_rules! commands {
-    () => {
-        "(?:whoami|uname|ifconfig|ipconfig|systeminfo|sysinfo|netstat|nslookup|wget|curl|ncat|netcat|nc|bash|sh|zsh|ksh|csh|tcsh|dash|powershell|pwsh|cmd|python[23]?|perl|php|ruby|lua|node|passwd|tasklist|taskkill|certutil|bitsadmin|xterm|mkfifo|mknod|socat|chmod|chown|crontab|wmic|useradd|usermod|nohup|xargs|printenv|lsof|traceroute|tracert|nbtstat|schtasks|icacls|cacls|findstr|sudo|telnet|tftp|hostname|uptime|gawk|awk|egrep|base64|pkill|killall|rmdir|chattr|iptables|netsh|id|ls|dir|cat|tac|type|echo|printf|sleep|usleep|ping|pwd|ps|kill|rm|mv|cp|touch|find|grep|net|env|set|time|more|less|head|tail|which|wc|nl|od|xxd|strings|dd|tar|unzip|reg|sc|shutdown|reboot|mount|df|du|who|last|route|arp|dig|host|exec|su|vi|vim|timeout|del|copy|ver|vol|tree|attrib|systemctl|service|openssl|gcc|git|choice)"
-    };
-}
 
 /// `prefix body` for each prefix, as top-level alternatives: Hyperscan then anchors each one
 /// on its prefix and the start of the body together (`;id`, rare in text) instead of on the
@@ -601,16 +607,13 @@ pub const BUILTIN: &[Rule] = &[
         MARKUP,
     ),
     // --- Command injection ---------------------------------------------------------------
-    // A command after a separator or at the start of a view or line (`\n`).
+    // A command after a separator. A command at the start of a view or line is found after
+    // the scan by [`shell::line_start_command`]: as a `\n` alternative here it cost a check at
+    // every segment of the buffer, most of the scan time of short messages.
     rule(
-        "cmdi.chained-command",
+        CHAINED_COMMAND,
         Cmd,
-        concat!(
-            each_prefix!(concat!(" ?", commands!(), r"\b"); ";", r"\|", "&", r"\x60", r"\$\("),
-            r"|\n",
-            commands!(),
-            r"\b"
-        ),
+        each_prefix!(concat!(" ?", commands!(), r"\b"); ";", r"\|", "&", r"\x60", r"\$\("),
         C::ShellCommand,
         SHELL,
     ),

