@@ -166,6 +166,11 @@ fn command_injection_evasions_are_blocked() {
             ";/???/??t /???/p??s??",
             "a|/b?n/c*t /e?c/passwd",
             ";$(printf 'id')",
+            "x;w${x}hoami",
+            "x;uname$u -a",
+            "x;id${x}",
+            "x;${u}whoami",
+            "hello\nid",
         ],
     );
 }
@@ -175,6 +180,7 @@ fn benign_chat_passes() {
     let mut h = Harness::new(InspectionPolicy::default());
     for payload in [
         "select a seat",
+        "Hi ${name}, welcome; ${count} new messages",
         "1=1 is true",
         "drop me a line",
         "a; b | c",

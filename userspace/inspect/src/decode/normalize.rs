@@ -430,7 +430,7 @@ fn shell_step(src: &str, i: usize, w: &mut Writer<'_>) -> Option<usize> {
                 Some(b'@' | b'*' | b'0'..=b'9') => Some(i + 2),
                 Some(b'(') if rest.get(2) == Some(&b')') => Some(i + 3),
                 Some(b'{') if rest.get(2) == Some(&b'}') => Some(i + 3),
-                _ => None,
+                _ => glued_variable(src, i, w).map(|len| i + len),
             }
         }
         b'{' => {
@@ -453,6 +453,42 @@ fn shell_step(src: &str, i: usize, w: &mut Writer<'_>) -> Option<usize> {
         }
         _ => None,
     }
+}
+
+/// Length of a variable at `i` (`${x}`, or `$x` ending a word) glued to a word: unset, it
+/// expands to nothing, which splits a command name (`w${x}hoami`, `uname$u -a`). Dropped
+/// characters inside it are skipped as everywhere else.
+fn glued_variable(src: &str, i: usize, w: &Writer<'_>) -> Option<usize> {
+    const LONGEST_NAME: usize = 32;
+    let is_word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let after_word = !w.pending_space
+        && !w.pending_break
+        && w.out.len() > w.start
+        && w.out.chars().next_back().is_some_and(is_word);
+    let mut chars = src[i + 1..]
+        .char_indices()
+        .map(|(at, c)| (i + 1 + at, c))
+        .filter(|&(_, c)| !matches!(fold(c), Folded::Drop))
+        .peekable();
+    let braced = chars.next_if(|&(_, c)| c == '{').is_some();
+    let mut name = 0;
+    while name <= LONGEST_NAME && chars.next_if(|&(_, c)| is_word(c)).is_some() {
+        name += 1;
+    }
+    let first_is_digit = src[i + 1 + braced as usize..]
+        .chars()
+        .find(|&c| !matches!(fold(c), Folded::Drop))
+        .is_some_and(|c| c.is_ascii_digit());
+    if name == 0 || name > LONGEST_NAME || first_is_digit {
+        return None;
+    }
+    let end = chars.peek().map_or(src.len(), |&(at, _)| at);
+    if !braced {
+        return after_word.then_some(end - i);
+    }
+    let (close, _) = chars.next_if(|&(_, c)| c == '}')?;
+    let before_word = chars.peek().is_some_and(|&(_, c)| is_word(c));
+    (after_word || before_word).then_some(close + 1 - i)
 }
 
 /// Length of an `IFS` spelling after `$`: `IFS`, `{IFS}`, optionally followed by `$9`-style
@@ -553,6 +589,12 @@ mod tests {
         assert_eq!(view("w^h^o^a^m^i", Layout::Shell), "whoami");
         assert_eq!(view("cat</etc/passwd", Layout::Shell), "cat /etc/passwd");
         assert_eq!(view("{ a, b }", Layout::Shell), "{ a, b }");
+        assert_eq!(view("x;w${x}hoami", Layout::Shell), "x;whoami");
+        assert_eq!(view("x;${x}whoami", Layout::Shell), "x;whoami");
+        assert_eq!(view("x;uname$u -a", Layout::Shell), "x;uname -a");
+        assert_eq!(view("x;id${x}", Layout::Shell), "x;id");
+        assert_eq!(view("hi ${name}!", Layout::Shell), "hi ${name}!");
+        assert_eq!(view("pay $price", Layout::Shell), "pay $price");
     }
 
     /// Long strings are classified by folds, short ones by the table: they agree on every byte.
