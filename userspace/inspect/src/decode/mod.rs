@@ -5,6 +5,7 @@ pub mod entity;
 pub mod jsescape;
 pub mod normalize;
 pub mod percent;
+mod shell;
 
 /// Rounds of decoding applied at most; each round peels one layer of percent, entity and JS
 /// escape encoding (in that order), so `%253C`, `&amp;lt;` and `%26lt%3B` all reach `<`.

@@ -6,6 +6,8 @@
 //! `\n` except [`Layout::Lines`], which keeps line breaks on purpose: the scan buffer uses `\n`
 //! between segments and built-in patterns never match it.
 
+use super::shell::{shell_step, Assignments};
+
 /// How a view treats comments, line breaks and shell quoting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Layout {
@@ -17,8 +19,8 @@ pub enum Layout {
     /// Like `Main`, but whitespace runs containing a line break become `\n`, so that a line
     /// start works as a shell command separator.
     Lines,
-    /// Like `Main`, plus shell de-obfuscation: quotes and backslashes inside words vanish,
-    /// `${IFS}` and friends become spaces, `{cmd,arg}` brace lists become `cmd arg`.
+    /// Like `Main`, plus shell de-obfuscation (see [`super::shell`]): quotes and backslashes
+    /// inside words vanish, expansions become what a shell would make of them.
     Shell,
 }
 
@@ -152,14 +154,14 @@ pub fn traits(src: &str) -> Traits {
     }
 }
 
-enum Folded {
+pub(super) enum Folded {
     Char(char),
     Space,
     LineBreak,
     Drop,
 }
 
-fn fold(c: char) -> Folded {
+pub(super) fn fold(c: char) -> Folded {
     match c {
         '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}' => Folded::LineBreak,
         '\u{FF01}'..='\u{FF5E}' => Folded::Char(char::from_u32(c as u32 - 0xFEE0).unwrap_or(c)),
@@ -186,7 +188,7 @@ fn fold(c: char) -> Folded {
     }
 }
 
-struct Writer<'a> {
+pub(super) struct Writer<'a> {
     out: &'a mut String,
     start: usize,
     pending_space: bool,
@@ -194,7 +196,7 @@ struct Writer<'a> {
 }
 
 impl Writer<'_> {
-    fn space(&mut self) {
+    pub(super) fn space(&mut self) {
         self.pending_space = true;
     }
 
@@ -202,14 +204,26 @@ impl Writer<'_> {
         self.pending_break = true;
     }
 
-    fn push(&mut self, c: char) {
+    pub(super) fn push(&mut self, c: char) {
         self.flush_gap();
         self.out.push(c);
     }
 
-    fn push_str(&mut self, s: &str) {
+    pub(super) fn push_str(&mut self, s: &str) {
         self.flush_gap();
         self.out.push_str(s);
+    }
+
+    /// The output so far ends in a word character with no gap pending.
+    pub(super) fn follows_word(&self) -> bool {
+        !self.pending_space
+            && !self.pending_break
+            && self.out.len() > self.start
+            && self
+                .out
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
     }
 
     fn flush_gap(&mut self) {
@@ -321,6 +335,10 @@ pub fn normalize(src: &str, layout: Layout, out: &mut String) {
         return;
     }
     let plain = plain_table(layout);
+    let assignments = match layout {
+        Layout::Shell => Assignments::scan(src),
+        _ => Assignments::default(),
+    };
     let mut in_version_comment = false;
     let mut i = 0;
     while i < bytes.len() {
@@ -379,7 +397,7 @@ pub fn normalize(src: &str, layout: Layout, out: &mut String) {
             }
         }
         if layout == Layout::Shell {
-            if let Some(next) = shell_step(src, i, &mut w) {
+            if let Some(next) = shell_step(src, i, &mut w, &assignments) {
                 i = next;
                 continue;
             }
@@ -404,113 +422,6 @@ fn comment_gap(w: &mut Writer<'_>, layout: Layout) {
 
 fn find(haystack: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
     memchr::memmem::find(haystack.get(from..)?, needle).map(|p| p + from)
-}
-
-/// Shell de-obfuscation at byte `i`; returns the next position when it consumed something.
-fn shell_step(src: &str, i: usize, w: &mut Writer<'_>) -> Option<usize> {
-    let bytes = src.as_bytes();
-    let rest = &bytes[i..];
-    let next = rest.get(1).copied();
-    match rest[0] {
-        b'\'' | b'"' => Some(i + 1),
-        b'\\' if next.is_some_and(|c| c.is_ascii_alphanumeric() || c == b'/') => Some(i + 1),
-        b'^' if next.is_some_and(|c| c.is_ascii_alphanumeric()) => Some(i + 1),
-        b'`' if next == Some(b'`') => Some(i + 2),
-        b'<' => {
-            w.space();
-            Some(i + 1)
-        }
-        b'$' => {
-            let ifs_len = ifs_at(&rest[1..]);
-            if ifs_len > 0 {
-                w.space();
-                return Some(i + 1 + ifs_len);
-            }
-            match next {
-                Some(b'@' | b'*' | b'0'..=b'9') => Some(i + 2),
-                Some(b'(') if rest.get(2) == Some(&b')') => Some(i + 3),
-                Some(b'{') if rest.get(2) == Some(&b'}') => Some(i + 3),
-                _ => glued_variable(src, i, w).map(|len| i + len),
-            }
-        }
-        b'{' => {
-            let close = rest.iter().take(256).position(|&c| c == b'}')?;
-            let inner = &src[i + 1..i + close];
-            if !inner.contains(',') || inner.contains(|c: char| c.is_whitespace()) {
-                return None;
-            }
-            w.space();
-            // The list's words get the folding every other character gets.
-            for c in inner.chars() {
-                match fold(c) {
-                    Folded::Char(',') | Folded::Space | Folded::LineBreak => w.space(),
-                    Folded::Char(c) => w.push(c),
-                    Folded::Drop => {}
-                }
-            }
-            w.space();
-            Some(i + close + 1)
-        }
-        _ => None,
-    }
-}
-
-/// Length of a variable at `i` (`${x}`, or `$x` ending a word) glued to a word: unset, it
-/// expands to nothing, which splits a command name (`w${x}hoami`, `uname$u -a`). Dropped
-/// characters inside it are skipped as everywhere else.
-fn glued_variable(src: &str, i: usize, w: &Writer<'_>) -> Option<usize> {
-    const LONGEST_NAME: usize = 32;
-    let is_word = |c: char| c.is_ascii_alphanumeric() || c == '_';
-    let after_word = !w.pending_space
-        && !w.pending_break
-        && w.out.len() > w.start
-        && w.out.chars().next_back().is_some_and(is_word);
-    let mut chars = src[i + 1..]
-        .char_indices()
-        .map(|(at, c)| (i + 1 + at, c))
-        .filter(|&(_, c)| !matches!(fold(c), Folded::Drop))
-        .peekable();
-    let braced = chars.next_if(|&(_, c)| c == '{').is_some();
-    let mut name = 0;
-    while name <= LONGEST_NAME && chars.next_if(|&(_, c)| is_word(c)).is_some() {
-        name += 1;
-    }
-    let first_is_digit = src[i + 1 + braced as usize..]
-        .chars()
-        .find(|&c| !matches!(fold(c), Folded::Drop))
-        .is_some_and(|c| c.is_ascii_digit());
-    if name == 0 || name > LONGEST_NAME || first_is_digit {
-        return None;
-    }
-    let end = chars.peek().map_or(src.len(), |&(at, _)| at);
-    if !braced {
-        return after_word.then_some(end - i);
-    }
-    let (close, _) = chars.next_if(|&(_, c)| c == '}')?;
-    let before_word = chars.peek().is_some_and(|&(_, c)| is_word(c));
-    (after_word || before_word).then_some(close + 1 - i)
-}
-
-/// Length of an `IFS` spelling after `$`: `IFS`, `{IFS}`, optionally followed by `$9`-style
-/// empty positional parameters.
-fn ifs_at(rest: &[u8]) -> usize {
-    let len = if rest.len() >= 5 && rest[..5].eq_ignore_ascii_case(b"{ifs}") {
-        5
-    } else if rest.len() >= 3
-        && rest[..3].eq_ignore_ascii_case(b"ifs")
-        && !rest
-            .get(3)
-            .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
-    {
-        3
-    } else {
-        return 0;
-    };
-    if rest.get(len) == Some(&b'$') && rest.get(len + 1).is_some_and(u8::is_ascii_digit) {
-        len + 2
-    } else {
-        len
-    }
 }
 
 #[cfg(test)]
@@ -595,6 +506,27 @@ mod tests {
         assert_eq!(view("x;id${x}", Layout::Shell), "x;id");
         assert_eq!(view("hi ${name}!", Layout::Shell), "hi ${name}!");
         assert_eq!(view("pay $price", Layout::Shell), "pay $price");
+        assert_eq!(view("who\\\nami", Layout::Shell), "whoami");
+    }
+
+    #[test]
+    fn shell_view_expands_what_a_shell_would() {
+        assert_eq!(view(r"x;$'\x69\x64'", Layout::Shell), "x;id");
+        assert_eq!(view(r"x;$'\151\144' -a", Layout::Shell), "x;id -a");
+        assert_eq!(view(r"$'it\'s'", Layout::Shell), "it's");
+        assert_eq!(
+            view("x;a=who;b=ami;$a$b", Layout::Shell),
+            "x;a=who;b=ami;whoami"
+        );
+        assert_eq!(view("x;a='i'd;$a", Layout::Shell), "x;a=id;id");
+        assert_eq!(view("x;a=id;${a}", Layout::Shell), "x;a=id;id");
+        assert_eq!(view("echo $a;a=id", Layout::Shell), "echo $a;a=id");
+        assert_eq!(view("x;${x:-id}", Layout::Shell), "x;id");
+        assert_eq!(view("x;${x-who}ami", Layout::Shell), "x;whoami");
+        assert_eq!(view("x;$0 -c id", Layout::Shell), "x;sh -c id");
+        assert_eq!(view("x;$x'w'hoami", Layout::Shell), "x;whoami");
+        assert_eq!(view("it's $'unclosed", Layout::Shell), "its $unclosed");
+        assert_eq!(view("${a:-}", Layout::Shell), "${a:-}");
     }
 
     /// Long strings are classified by folds, short ones by the table: they agree on every byte.

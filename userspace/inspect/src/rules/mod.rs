@@ -128,7 +128,7 @@ macro_rules! unambiguous_functions {
 /// words only: [`shell::line_start_command`] reads the list back as a word set.
 macro_rules! commands {
     () => {
-        "(?:whoami|uname|ifconfig|ipconfig|systeminfo|sysinfo|netstat|nslookup|wget|curl|ncat|netcat|nc|bash|sh|zsh|ksh|csh|tcsh|dash|powershell|pwsh|cmd|python|python2|python3|perl|php|ruby|lua|node|passwd|tasklist|taskkill|certutil|bitsadmin|xterm|mkfifo|mknod|socat|chmod|chown|crontab|wmic|useradd|usermod|nohup|xargs|printenv|lsof|traceroute|tracert|nbtstat|schtasks|icacls|cacls|findstr|sudo|telnet|tftp|hostname|uptime|gawk|awk|egrep|base64|pkill|killall|rmdir|chattr|iptables|netsh|id|ls|dir|cat|tac|type|echo|printf|sleep|usleep|ping|pwd|ps|kill|rm|mv|cp|touch|find|grep|net|env|set|time|more|less|head|tail|which|wc|nl|od|xxd|strings|dd|tar|unzip|reg|sc|shutdown|reboot|mount|df|du|who|last|route|arp|dig|host|exec|su|vi|vim|timeout|del|copy|ver|vol|tree|attrib|systemctl|service|openssl|gcc|git|choice)"
+        "(?:whoami|uname|ifconfig|ipconfig|systeminfo|sysinfo|netstat|nslookup|wget|curl|ncat|netcat|nc|bash|sh|zsh|ksh|csh|tcsh|dash|powershell|pwsh|cmd|python|python2|python3|perl|php|ruby|lua|node|passwd|tasklist|taskkill|certutil|bitsadmin|xterm|mkfifo|mknod|socat|chmod|chown|crontab|wmic|useradd|usermod|nohup|xargs|printenv|lsof|traceroute|tracert|nbtstat|schtasks|icacls|cacls|findstr|sudo|telnet|tftp|hostname|uptime|gawk|awk|egrep|base64|pkill|killall|rmdir|chattr|iptables|netsh|id|ls|dir|cat|tac|type|echo|printf|sleep|usleep|ping|pwd|ps|kill|rm|mv|cp|touch|find|grep|net|env|set|time|more|less|head|tail|which|wc|nl|od|xxd|strings|dd|tar|unzip|reg|sc|shutdown|reboot|mount|df|du|who|last|route|arp|dig|host|exec|su|vi|vim|timeout|del|copy|ver|vol|tree|attrib|systemctl|service|openssl|gcc|git|choice|eval|builtin|command|nice|doas|setsid|stdbuf|ionice|busybox|ssh|mshta|regsvr32|rundll32|cscript|wscript|msiexec|forfiles)"
     };
 }
 
@@ -728,6 +728,14 @@ pub const BUILTIN: &[Rule] = &[
         "cmdi.windows-command",
         Cmd,
         r"(?:^|[;&|\x60'\x22()]) ?(?:net (?:user|localgroup|view|share|use|session|accounts)\b|reg (?:query|add|delete)\b|sc (?:query|create|config)\b|wmic |type [a-z]:\\|dir [a-z]:\\)",
+        C::None,
+        SHELL,
+    ),
+    // PowerShell download-and-run cradles and the flags that hide a PowerShell window.
+    rule(
+        "cmdi.powershell",
+        Cmd,
+        r"(?:\biex ?\(|\binvoke-(?:expression|webrequest|restmethod|wmimethod)\b|\bnew-object (?:-typename )?(?:system\.)?net\.webclient\b|\.download(?:string|file|data) ?\(|\b(?:powershell|pwsh)(?:\.exe)? (?:[^\n]{0,60} )?-(?:e|ec|enc|encodedcommand|nop|noprofile|w hidden|windowstyle hidden|ep bypass|exec bypass|executionpolicy bypass)\b)",
         C::None,
         SHELL,
     ),

