@@ -109,6 +109,15 @@ fn xss_evasions_are_blocked() {
             "<details open ontoggle=confirm`1`>",
             "{{constructor.constructor('alert(1)')()}}",
             "jav\tascript:alert(1)",
+            "';alert?.(1)//",
+            "\"-(0,alert)(1)-\"",
+            "';alert.call(null,1)//",
+            "';Reflect.apply(alert,0,[1])//",
+            "';top[8680439..toString(30)](1)//",
+            "';throw[onerror=alert]//",
+            "x autofocus onfocus=location=name",
+            "%E0%80%BCimg src=x onerror=location=name%E0%80%BE",
+            "<x:script xmlns:x=\"http://www.w3.org/1999/xhtml\">alert(1)</x:script>",
         ],
     );
 }
@@ -139,6 +148,11 @@ fn sqli_evasions_are_blocked() {
             "\\u0027 or 1=1--",
             "1'/**/oR/**/1=1",
             "'; exec master..xp_cmdshell 'dir'--",
+            "1e0UNION SELECT 1,2",
+            "0x1union select 1,2",
+            "1 union values row(1,2)",
+            "1 union table users",
+            "1 and get_lock('x',5)",
         ],
     );
 }
@@ -219,6 +233,9 @@ fn benign_chat_passes() {
         "so; time to go & nice id card",
         "price=$5; total is $price",
         "join #general | #random",
+        "we need a union table for the data",
+        "status online=yes",
+        "the location = name of the town",
     ] {
         assert_eq!(h.tag_of(payload), None, "{payload:?}");
     }

@@ -4,9 +4,9 @@ use super::{replace_escapes, text_of, Spelled};
 
 /// Decodes `input`; returns `None` when it contains nothing to decode.
 ///
-/// Bytes that do not form valid UTF-8 after decoding are read as Latin-1, except overlong two-byte
-/// forms of ASCII (`%C0%BC` = `<`), which are folded to the ASCII byte they spell because some
-/// decoders accept them and attackers use them to hide markup.
+/// Bytes that do not form valid UTF-8 after decoding are read as Latin-1, except overlong forms
+/// of ASCII (`%C0%BC`, `%E0%80%BC` = `<`), which are folded to the ASCII byte they spell
+/// because some decoders accept them and attackers use them to hide markup.
 pub fn decode(input: &str) -> Option<String> {
     let bytes = input.as_bytes();
     let mut decoded = replace_escapes(bytes, memchr::memchr2_iter(b'%', b'+', bytes), escape_at)?;
@@ -52,18 +52,29 @@ pub(crate) fn hex_value(b: u8) -> Option<u8> {
     }
 }
 
-/// Rewrites `C0/C1 xx` overlong encodings of ASCII in place.
+/// Rewrites overlong encodings of ASCII in place: two-byte `C0/C1 xx`, three-byte
+/// `E0 80/81 xx` and four-byte `F0 80 80/81 xx`.
 fn fold_overlong_ascii(bytes: &mut Vec<u8>) {
+    let continuation = |b: &u8| b & 0xC0 == 0x80;
     let mut read = 0;
     let mut write = 0;
     while read < bytes.len() {
-        let b = bytes[read];
-        if (b == 0xC0 || b == 0xC1) && read + 1 < bytes.len() && bytes[read + 1] & 0xC0 == 0x80 {
-            bytes[write] = ((b & 0x01) << 6) | (bytes[read + 1] & 0x3F);
-            read += 2;
-        } else {
-            bytes[write] = b;
-            read += 1;
+        let rest = &bytes[read..];
+        let prefix = match rest {
+            [0xC0 | 0xC1, ..] => 1,
+            [0xE0, 0x80 | 0x81, ..] => 2,
+            [0xF0, 0x80, 0x80 | 0x81, ..] => 3,
+            _ => 0,
+        };
+        match rest.get(prefix) {
+            Some(last) if prefix > 0 && continuation(last) => {
+                bytes[write] = ((rest[prefix - 1] & 0x01) << 6) | (last & 0x3F);
+                read += prefix + 1;
+            }
+            _ => {
+                bytes[write] = rest[0];
+                read += 1;
+            }
         }
         write += 1;
     }
@@ -91,6 +102,7 @@ mod tests {
     #[test]
     fn overlong_ascii_is_folded_and_invalid_bytes_replaced() {
         assert_eq!(decode("%C0%BCscript%C0%BE").as_deref(), Some("<script>"));
+        assert_eq!(decode("%E0%80%BCimg%F0%80%80%BE").as_deref(), Some("<img>"));
         assert_eq!(decode("a%FFb").as_deref(), Some("a\u{FF}b"));
         assert_eq!(decode("1%A0UNION").as_deref(), Some("1\u{A0}UNION"));
     }

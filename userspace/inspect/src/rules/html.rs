@@ -39,12 +39,23 @@ fn looks_like_script(value: &str) -> bool {
     if window.len() >= 11 && window[..11].eq_ignore_ascii_case(b"javascript:") {
         return true;
     }
-    window.windows(2).any(|pair| {
-        let ident = pair[0].is_ascii_alphanumeric() || matches!(pair[0], b'_' | b'$' | b']' | b')');
-        ident && matches!(pair[1], b'(' | b'`')
-    }) || window
-        .windows(3)
-        .any(|w| w[0].is_ascii_alphanumeric() && w[1] == b'.' && w[2].is_ascii_alphabetic())
+    let ident = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'$');
+    let leading_name = window.iter().take_while(|&&b| ident(b)).count();
+    // `location=name`: the value assigns, where attribute values are plain text.
+    let assigns = leading_name > 0
+        && window.get(leading_name) == Some(&b'=')
+        && window.get(leading_name + 1) != Some(&b'=');
+    let throws =
+        window.len() > 5 && window[..5].eq_ignore_ascii_case(b"throw") && !ident(window[5]);
+    assigns
+        || throws
+        || window.windows(2).any(|pair| {
+            (ident(pair[0]) || matches!(pair[0], b']' | b')')) && matches!(pair[1], b'(' | b'`')
+        })
+        || window.windows(3).any(|w| {
+            (w[0].is_ascii_alphanumeric() && w[1] == b'.' && w[2].is_ascii_alphabetic())
+                || w == b"?.("
+        })
         || window.windows(2).any(|w| w == b"=>")
 }
 
@@ -170,7 +181,7 @@ fn script_punctuation(c: char) -> bool {
 /// `alert(1)`, `prompt\`1\``, `eval(...)`, `'-confirm(document.domain)-'`. The match ends at
 /// the `(` or backtick after the function name.
 pub fn script_sink(text: &str, _start: usize, end: usize) -> bool {
-    let name_end = text[..end - 1].trim_end_matches(' ').len();
+    let name_end = text[..end - 1].trim_end_matches([' ', '?', '.']).len();
     let start = text.as_bytes()[..name_end]
         .iter()
         .rposition(|b| !b.is_ascii_alphabetic())
@@ -186,7 +197,7 @@ pub fn script_sink(text: &str, _start: usize, end: usize) -> bool {
     if opener == '`' {
         return true;
     }
-    let name = matched[..matched.len() - 1].trim_end().to_ascii_lowercase();
+    let name = text[start..name_end].to_ascii_lowercase();
     if !matches!(name.as_str(), "alert" | "prompt" | "confirm" | "print") {
         return true;
     }
@@ -237,6 +248,17 @@ mod tests {
         assert!(!event_handler(t, s, e), "not at a word start");
         let (s, e) = span(t, "1onclick=");
         assert!(!event_handler(t, s, e), "not at a word start");
+        for t in [
+            "x autofocus onfocus=location=name",
+            "x onfocus=throw[onerror=alert]+1",
+            "x onfocus=eval?.(name)",
+        ] {
+            let (s, e) = span(t, "onfocus=");
+            assert!(event_handler(t, s, e), "{t}");
+        }
+        let t = "status online=yes, onwards==no";
+        let (s, e) = span(t, "online=");
+        assert!(!event_handler(t, s, e));
     }
 
     #[test]
@@ -266,6 +288,7 @@ mod tests {
             ("';alert(String.fromCharCode(88))//", "alert("),
             ("prompt`1`", "prompt`"),
             ("x=eval(name)", "eval("),
+            ("';alert?.(1)//", "alert?.("),
         ] {
             let (s, e) = span(t, needle);
             assert!(script_sink(t, s, e), "{t}");

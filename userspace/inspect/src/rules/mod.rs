@@ -286,7 +286,13 @@ macro_rules! each_prefix {
 /// The built-in rules, in evaluation order.
 pub const BUILTIN: &[Rule] = &[
     // --- XSS -------------------------------------------------------------------------------
-    rule("xss.script-tag", Xss, r"<(?:/ ?)?script\b", C::None, MARKUP),
+    rule(
+        "xss.script-tag",
+        Xss,
+        r"<(?:/ ?)?(?:\w{1,20}:)?script\b",
+        C::None,
+        MARKUP,
+    ),
     rule(
         "xss.embedding-tag",
         Xss,
@@ -337,7 +343,7 @@ pub const BUILTIN: &[Rule] = &[
     rule(
         "xss.data-uri",
         Xss,
-        r"\bdata ?: ?(?:text/html|text/xml|text/javascript|application/(?:x-)?javascript|application/xhtml|image/svg\+xml|application/x-shockwave|[^,\n ]{0,40};base64, ?P[A-H])",
+        r"\bdata ?: ?(?:text/html|text/xml|text/javascript|application/(?:x-)?javascript|application/xhtml|application/xml|text/xsl|image/svg\+xml|application/x-shockwave|[^,\n ]{0,40};base64, ?P[A-H])",
         C::None,
         MARKUP,
     ),
@@ -375,7 +381,7 @@ pub const BUILTIN: &[Rule] = &[
     rule(
         "xss.sink-reference",
         Xss,
-        r"\( ?(?:alert|prompt|confirm|eval) ?\) ?[(\x60]|\.\w{1,40} ?\( ?(?:alert|prompt|confirm|eval) ?\)|= ?(?:alert|prompt|confirm|eval) ?[;,]|\[ ?['\x22\x60](?:alert|prompt|confirm|eval)['\x22\x60] ?\]|/[\w$]{1,60}/ ?\. ?source\b|\bfunction ?(?:\( ?['\x22\x60]|\x60)|\bnew function\b",
+        r"\( ?(?:[\w.]{1,20} ?, ?)?(?:alert|prompt|confirm|eval) ?\) ?[(\x60]|\.\w{1,40} ?\( ?(?:alert|prompt|confirm|eval) ?\)|= ?(?:alert|prompt|confirm|eval) ?[;,\])}]|\b(?:alert|prompt|confirm|eval) ?\. ?(?:call|apply|bind) ?\(|\breflect ?\. ?(?:apply|construct) ?\( ?(?:alert|prompt|confirm|eval|function)\b|\bfunction ?\( ?\w{1,40} ?\) ?\(|\b[0-9]{5,}\.\. ?tostring ?\( ?[0-9]{2} ?\)|\( ?[0-9]{5,} ?\) ?\. ?tostring ?\( ?[0-9]{2} ?\)|\[ ?['\x22\x60](?:alert|prompt|confirm|eval)['\x22\x60] ?\]|/[\w$]{1,60}/ ?\. ?source\b|\bfunction ?(?:\( ?['\x22\x60]|\x60)|\bnew function\b",
         C::None,
         MARKUP,
     ),
@@ -396,14 +402,14 @@ pub const BUILTIN: &[Rule] = &[
     rule(
         "xss.script-sink",
         Xss,
-        r"\b(?:alert|prompt|confirm|print|eval|settimeout|setinterval|execscript|msgbox)\b ?[(\x60]",
+        r"\b(?:alert|prompt|confirm|print|eval|settimeout|setinterval|execscript|msgbox)\b ?(?:\?\. ?)?[(\x60]",
         C::ScriptSink,
         MARKUP,
     ),
     rule(
         "xss.dom-sink",
         Xss,
-        r"\bdocument ?\. ?(?:cookie|domain|write|writeln|location|url|referrer)\b|\bwindow ?\. ?(?:location|open|name|eval)\b|\.(?:inner|outer)html ?=|\blocation ?\. ?(?:href|hash|replace|assign)\b|\bfromcharcode ?\(|\.constructor ?\(|\bconstructor ?\. ?constructor\b|\batob ?\(|\bimport ?\( ?['\x22\x60]|\b(?:top|self|parent|window|globalthis|frames)\[ ?['\x22\x60]|\b(?:top|self|parent|window|globalthis|frames) \[ ?['\x22\x60]|\$\{ ?alert",
+        r"\bdocument ?\. ?(?:cookie|domain|write|writeln|location|url|referrer)\b|\bwindow ?\. ?(?:location|open|name|eval)\b|\.(?:inner|outer)html ?=|\blocation ?\. ?(?:href|hash|replace|assign)\b|\bfromcharcode ?\(|\.constructor ?\(|\bconstructor ?\. ?constructor\b|\batob ?\(|\bimport ?\( ?['\x22\x60]|\b(?:top|self|parent|window|globalthis|frames)\[ ?['\x22\x60]|\b(?:top|self|parent|window|globalthis|frames) \[ ?['\x22\x60]|\$\{ ?alert|\[ ?['\x22\x60]constructor['\x22\x60] ?\]|\bcreateelement ?\( ?['\x22\x60] ?script\b|\bnavigator ?\. ?sendbeacon ?\(|[;'\x22\x60(,&|] ?(?:(?:document|window|top|self) ?\. ?)?location ?= ?(?:name|url|window ?\. ?name|document ?\. ?url)\b",
         C::None,
         MARKUP,
     ),
@@ -418,7 +424,7 @@ pub const BUILTIN: &[Rule] = &[
     rule(
         "sqli.union-select",
         Sqli,
-        r"\bunion(?: (?:all|distinct))? ?\({0,4} ?select",
+        r"(?:\b|[0-9])union(?: (?:all|distinct))? ?\({0,4} ?(?:select|values ?row|table)\b",
         C::UnionSelect,
         MARKUP,
     ),
@@ -496,7 +502,7 @@ pub const BUILTIN: &[Rule] = &[
     rule(
         "sqli.time-delay",
         Sqli,
-        r"(?:\bsleep ?\( ?(?:[0-9.]+ ?\)|\(|select\b|if\b|case\b|@)|\bbenchmark ?\( ?[0-9]|\bpg_sleep ?\(|\bwaitfor (?:delay|time) ?['\x22]|\bdbms_lock ?\. ?sleep ?\(|\bdbms_pipe ?\. ?receive_message ?\(|\brandomblob ?\( ?[0-9]{5,})",
+        r"(?:\bsleep ?\( ?(?:[0-9.]+ ?\)|\(|select\b|if\b|case\b|@)|\bbenchmark ?\( ?[0-9]|\bpg_sleep ?\(|\bwaitfor (?:delay|time) ?['\x22]|\bdbms_lock ?\. ?sleep ?\(|\bdbms_pipe ?\. ?receive_message ?\(|\brandomblob ?\( ?[0-9]{5,}|\bget_lock ?\(|\brepeat ?\( ?['\x22][^'\x22\n]{0,8}['\x22] ?, ?[0-9]{6,})",
         C::None,
         MARKUP,
     ),
