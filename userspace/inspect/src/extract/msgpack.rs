@@ -1,4 +1,5 @@
-//! MessagePack binary messages (rmpv): every string value, map key and UTF-8 `bin` payload.
+//! MessagePack binary messages (rmpv): every string value, map key and UTF-8 `bin` or `ext`
+//! payload.
 
 use rmpv::Value;
 
@@ -24,7 +25,8 @@ fn walk(value: &Value, visit: &mut dyn FnMut(&str)) {
             Some(text) => visit(text),
             None => visit(&String::from_utf8_lossy(s.as_bytes())),
         },
-        Value::Binary(b) => {
+        // Extension payloads are application-defined bytes; text in them is scanned like `bin`.
+        Value::Binary(b) | Value::Ext(_, b) => {
             if let Ok(text) = std::str::from_utf8(b) {
                 visit(text);
             }
@@ -57,12 +59,13 @@ mod tests {
                 Value::Array(vec![Value::from(1), Value::from("<script>")]),
             ),
             (Value::from("raw"), Value::Binary(b"bin text".to_vec())),
+            (Value::from("ext"), Value::Ext(1, b"ext text".to_vec())),
         ]);
         let mut seen = Vec::new();
         assert!(visit_strings(&encode(&value), &mut |s| seen.push(s.to_owned())));
         assert_eq!(
             seen,
-            ["type", "chat", "body", "<script>", "raw", "bin text"]
+            ["type", "chat", "body", "<script>", "raw", "bin text", "ext", "ext text"]
         );
     }
 
