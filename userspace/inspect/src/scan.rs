@@ -7,7 +7,7 @@ use hyperscan::prelude::*;
 use hyperscan::CompileFlags;
 
 use crate::decode::decode_layers;
-use crate::decode::normalize::{normalize, traits, Layout};
+use crate::decode::normalize::{is_verbatim, normalize, traits, Layout};
 use crate::extract::{json, msgpack, socketio};
 use crate::rules::shell::line_start_command;
 use crate::rules::sql::SHAPE_WINDOW;
@@ -318,6 +318,14 @@ fn excerpt(text: &str, start: Option<usize>, end: usize) -> String {
 impl ViewBuffer {
     /// Appends the views of one string of message `message`.
     fn add_string(&mut self, message: usize, s: &str) {
+        if is_verbatim(s) {
+            if !s.is_empty() {
+                let start = self.text.len();
+                self.text.push_str(s);
+                self.end_segment(message, View::Original, start);
+            }
+            return;
+        }
         let Some(original) = self.push(message, View::Original, s, Layout::Main, None) else {
             return;
         };
@@ -370,6 +378,11 @@ impl ViewBuffer {
             self.text.truncate(start);
             return None;
         }
+        Some(self.end_segment(message, view, start))
+    }
+
+    /// Records the text from `start` as a segment and separates it from the next one.
+    fn end_segment(&mut self, message: usize, view: View, start: usize) -> usize {
         let end = self.text.len();
         self.text.push('\n');
         self.segments.push(Segment {
@@ -378,7 +391,7 @@ impl ViewBuffer {
             message,
             view,
         });
-        Some(self.segments.len() - 1)
+        self.segments.len() - 1
     }
 }
 

@@ -274,12 +274,26 @@ fn plain_table(layout: Layout) -> &'static [bool; 256] {
 /// comment syntax, and single spaces between words (the plain-run rule, checked by
 /// [`byte_classes`] and one fold instead of the run loop).
 fn is_plain_main(bytes: &[u8]) -> bool {
-    let unusual = byte_classes(bytes, class::NOT_PLAIN_MAIN);
+    byte_classes(bytes, class::NOT_PLAIN_MAIN) == 0 && single_spaced(bytes)
+}
+
+/// No space run longer than one, none at either end.
+fn single_spaced(bytes: &[u8]) -> bool {
     let next = bytes.get(1..).unwrap_or_default();
     let double_space = bytes.iter().zip(next).fold(0, |seen, (&a, &b)| {
         seen | ((a == b' ') as u8 & (b == b' ') as u8)
     });
-    unusual == 0 && double_space == 0 && !bytes.starts_with(b" ") && !bytes.ends_with(b" ")
+    double_space == 0 && !bytes.starts_with(b" ") && !bytes.ends_with(b" ")
+}
+
+/// True when `src` is its own only view: no decoder changes it ([`class::ESCAPE`]), its
+/// [`traits`] ask for no extra view, and its `Main` view is itself. Most strings of a message
+/// (keys, ids, plain words) are, and need none of the work in between.
+pub fn is_verbatim(src: &str) -> bool {
+    let bytes = src.as_bytes();
+    let needs_work = class::ESCAPE | class::NOT_PLAIN_MAIN | class::LINE_BREAK | class::SHELL_META;
+    // Without a line break or `/` (which is NOT_PLAIN_MAIN) there is no SQL comment.
+    byte_classes(bytes, needs_work) == 0 && single_spaced(bytes)
 }
 
 /// Bytes [`plain_run_end`] checks at a time between steps byte by byte.
@@ -557,6 +571,18 @@ mod tests {
     }
 
     proptest! {
+        /// A verbatim string gets no other view and no decoding: `add_string` copies it as is.
+        #[test]
+        fn verbatim_strings_are_their_only_view(
+            src in "[a-z0-9 '\"/*#$^{<\\\\%&+\r\n.,;:!?`()\\[\\]=@-]{0,40}|\\PC{0,20}",
+        ) {
+            if super::is_verbatim(&src) {
+                prop_assert_eq!(crate::decode::decode_layers(&src), None);
+                prop_assert_eq!(traits(&src), super::Traits::default());
+                prop_assert_eq!(view(&src, Layout::Main), src.clone());
+            }
+        }
+
         /// The table and the folds say what the plain definition says (short strings take the
         /// table, long ones the folds).
         #[test]

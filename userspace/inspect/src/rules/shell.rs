@@ -391,9 +391,10 @@ pub fn chained_command(text: &str, _start: usize, end: usize, view: View) -> boo
 pub fn line_start_command(text: &str, view: View) -> Option<usize> {
     // Outside the lines and shell views a word that starts a view passes `chained_command`
     // only if it is unambiguous; asking that first spares every JSON key its parsing.
-    let word_set = match view {
-        View::Lines | View::Shell => &*COMMAND_SET,
-        _ => &*UNAMBIGUOUS_SET,
+    let (word_set, needs_arguments) = match view {
+        View::Lines | View::Shell => (&*COMMAND_SET, false),
+        // ... and only with shell-shaped arguments, so a lone word (a JSON key) never is.
+        _ => (&*UNAMBIGUOUS_SET, true),
     };
     let bytes = text.as_bytes();
     // Only the lines view keeps line breaks inside a segment.
@@ -411,6 +412,7 @@ pub fn line_start_command(text: &str, view: View) -> Option<usize> {
         let end = start + word;
         let command = &text[start..end];
         let found = word <= LONGEST_COMMAND
+            && !(needs_arguments && end == bytes.len())
             && word_set.contains(command)
             && COMMAND_SET.contains(command)
             && chained_command(text, start, end, view);

@@ -5,9 +5,13 @@ use std::collections::HashSet;
 use foldhash::fast::FixedState;
 
 /// A word list for case-insensitive lookups: the confirmers ask about every token they read,
-/// so the hash is a fast one (the keys are fixed lists, nothing an attacker can insert) and
-/// short words, nearly all of them, are looked up as one integer rather than as a slice.
+/// and most tokens are not in the list. A table of the lengths each first two letters start
+/// answers most of those without hashing; the hash is a fast one (the keys are fixed lists,
+/// nothing an attacker can insert) and short words, nearly all of them, are looked up as one
+/// integer rather than as a slice.
 pub struct WordSet {
+    /// Per [`prefix_slot`], bit `min(len, 15)` is set if a word of that length starts so.
+    lengths_by_prefix: Box<[u16; PREFIX_SLOTS]>,
     short: HashSet<u128, FixedState>,
     long: HashSet<&'static [u8], FixedState>,
     longest: usize,
@@ -27,7 +31,12 @@ impl WordSet {
         assert!(longest <= Self::MAX_WORD);
         let (short, long): (Vec<&str>, Vec<&str>) =
             list.iter().partition(|w| w.len() <= Self::MAX_SHORT);
+        let mut lengths_by_prefix = Box::new([0u16; PREFIX_SLOTS]);
+        for word in list {
+            lengths_by_prefix[prefix_slot(word.as_bytes())] |= length_bit(word.len());
+        }
         WordSet {
+            lengths_by_prefix,
             short: short.iter().map(|w| Self::packed(w.as_bytes())).collect(),
             long: long.iter().map(|w| w.as_bytes()).collect(),
             longest,
@@ -56,6 +65,9 @@ impl WordSet {
 
     pub fn contains(&self, word: &str) -> bool {
         let word = word.as_bytes();
+        if self.lengths_by_prefix[prefix_slot(word)] & length_bit(word.len()) == 0 {
+            return false;
+        }
         if word.len() <= Self::MAX_SHORT {
             return self.short.contains(&Self::packed(word));
         }
@@ -68,6 +80,20 @@ impl WordSet {
         lower.make_ascii_lowercase();
         self.long.contains(&*lower)
     }
+}
+
+/// Slots of the prefix table: 5 bits of each of the first two bytes.
+const PREFIX_SLOTS: usize = 1 << 10;
+
+/// The slot of `word`'s first two bytes, ASCII case ignored (all words a case-insensitive
+/// lookup equates share it; other words may share it too, the table only rules words out).
+fn prefix_slot(word: &[u8]) -> usize {
+    let five_bits = |i: usize| usize::from(word.get(i).map_or(0, |b| b.to_ascii_lowercase() & 31));
+    five_bits(0) << 5 | five_bits(1)
+}
+
+fn length_bit(len: usize) -> u16 {
+    1 << len.min(15)
 }
 
 /// ASCII lowercase of 16 bytes at once. Per byte, with the top bit cleared, adding 0x3f sets
