@@ -75,6 +75,7 @@ pub(crate) struct ScanScratch {
     pub inflated: Vec<u8>,
     json: Vec<u8>,
     json_buffers: simd_json::Buffers,
+    json_tape: json::TapeBuffer,
 }
 
 impl Database {
@@ -131,6 +132,7 @@ impl Database {
             inflated: Vec::new(),
             json: Vec::new(),
             json_buffers: simd_json::Buffers::default(),
+            json_tape: json::TapeBuffer::default(),
         })
     }
 
@@ -435,9 +437,7 @@ impl ScanScratch {
             }
             None => (text, 0),
         };
-        let trimmed = body.trim_start();
-        let looks_like_json = trimmed.starts_with('{') || trimmed.starts_with('[');
-        if looks_like_json || schema.is_some() {
+        if json::starts_like_json(body) || schema.is_some() {
             match self.add_json(message, body, schema) {
                 Some(Ok(())) => return Ok(attachments),
                 Some(Err(finding)) => return Err(finding),
@@ -465,21 +465,21 @@ impl ScanScratch {
         let mut buf = std::mem::take(&mut self.json);
         buf.clear();
         buf.extend_from_slice(body.as_bytes());
-        let outcome = match json::parse(&mut buf, &mut self.json_buffers) {
-            None => None,
-            Some(tape) => {
-                let violation = schema.and_then(|v| validate(v, json::to_serde(&tape).as_ref()));
-                match violation {
-                    Some(finding) => Some(Err(finding)),
-                    None => {
-                        for s in json::strings(&tape) {
-                            add_json_string(&mut self.views, &mut self.json_buffers, message, s, 1);
+        let views = &mut self.views;
+        let outcome =
+            self.json_tape
+                .parse_with(&mut buf, &mut self.json_buffers, |tape, buffers| {
+                    let violation = schema.and_then(|v| validate(v, json::to_serde(tape).as_ref()));
+                    match violation {
+                        Some(finding) => Err(finding),
+                        None => {
+                            for s in json::strings(tape) {
+                                add_json_string(views, buffers, message, s, 1);
+                            }
+                            Ok(())
                         }
-                        Some(Ok(()))
                     }
-                }
-            }
-        };
+                });
         self.json = buf;
         outcome
     }
@@ -505,8 +505,7 @@ fn add_json_string(
     s: &str,
     depth: usize,
 ) {
-    let trimmed = s.trim_start();
-    if depth < MAX_JSON_NESTING && (trimmed.starts_with('{') || trimmed.starts_with('[')) {
+    if depth < MAX_JSON_NESTING && json::starts_like_json(s) {
         let mut inner = s.as_bytes().to_vec();
         if let Some(tape) = json::parse(&mut inner, buffers) {
             for nested in json::strings(&tape) {

@@ -344,6 +344,8 @@ fn closed_substitution(text: &str, start: usize, end: usize) -> bool {
 /// In the shell view, where quote/backslash tricks were removed, a command word that needed
 /// them is suspicious even at the start of the message; in the lines view every line start
 /// separates commands.
+// Out of line, so that the inlined fast paths of its callers stay small.
+#[inline(never)]
 pub fn chained_command(text: &str, _start: usize, end: usize, view: View) -> bool {
     let Some(start) = separator_before(text, end) else {
         return false;
@@ -389,35 +391,45 @@ pub fn chained_command(text: &str, _start: usize, end: usize, view: View) -> boo
 /// A command word starting `text` (a segment of `view`) or, in the lines view, one of its
 /// lines, confirmed like one after a separator. Returns where the command word ends.
 pub fn line_start_command(text: &str, view: View) -> Option<usize> {
-    // Outside the lines and shell views a word that starts a view passes `chained_command`
-    // only if it is unambiguous; asking that first spares every JSON key its parsing.
-    let (word_set, needs_arguments) = match view {
-        View::Lines | View::Shell => (&*COMMAND_SET, false),
-        // ... and only with shell-shaped arguments, so a lone word (a JSON key) never is.
-        _ => (&*UNAMBIGUOUS_SET, true),
-    };
-    let bytes = text.as_bytes();
+    if let Some(end) = command_at_line_start(text, 0, view) {
+        return Some(end);
+    }
     // Only the lines view keeps line breaks inside a segment.
-    let line_breaks = (view == View::Lines).then(|| memchr::memchr_iter(b'\n', bytes));
-    let line_starts = std::iter::once(0).chain(line_breaks.into_iter().flatten().map(|i| i + 1));
-    line_starts.into_iter().find_map(|start| {
-        if !bytes.get(start).is_some_and(u8::is_ascii_alphabetic) {
-            return None;
-        }
-        let word = bytes[start..]
-            .iter()
-            .take(LONGEST_COMMAND + 1)
-            .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
-            .count();
-        let end = start + word;
-        let command = &text[start..end];
-        let found = word <= LONGEST_COMMAND
-            && !(needs_arguments && end == bytes.len())
-            && word_set.contains(command)
-            && COMMAND_SET.contains(command)
-            && chained_command(text, start, end, view);
-        found.then_some(end)
-    })
+    if view != View::Lines {
+        return None;
+    }
+    memchr::memchr_iter(b'\n', text.as_bytes())
+        .find_map(|line_break| command_at_line_start(text, line_break + 1, view))
+}
+
+/// Every segment of every message comes here: the word is ruled out inline where it can be,
+/// and only a known command word goes on to the confirmer.
+#[inline]
+fn command_at_line_start(text: &str, start: usize, view: View) -> Option<usize> {
+    let bytes = text.as_bytes();
+    if !bytes.get(start).is_some_and(u8::is_ascii_alphabetic) {
+        return None;
+    }
+    let word = bytes[start..]
+        .iter()
+        .take(LONGEST_COMMAND + 1)
+        .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
+        .count();
+    let end = start + word;
+    // Outside the lines and shell views a word that starts a view passes `chained_command`
+    // only if it is unambiguous and has shell-shaped arguments, so a lone word (a JSON key)
+    // never does; asking that first spares every key its parsing.
+    let plain_view = !matches!(view, View::Lines | View::Shell);
+    if word > LONGEST_COMMAND || (plain_view && end == bytes.len()) {
+        return None;
+    }
+    let command = &text[start..end];
+    let known = if plain_view {
+        UNAMBIGUOUS_SET.contains(command) && COMMAND_SET.contains(command)
+    } else {
+        COMMAND_SET.contains(command)
+    };
+    (known && chained_command(text, start, end, view)).then_some(end)
 }
 
 #[cfg(test)]
