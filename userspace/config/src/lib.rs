@@ -245,7 +245,10 @@ mod tests {
         );
         assert_eq!(
             config.agent("inspector").map(|a| &a.kind),
-            Some(&AgentKind::Inspector(InspectionPolicy::default()))
+            Some(&AgentKind::Inspector(InspectionPolicy {
+                inspect_binary: true,
+                ..InspectionPolicy::default()
+            }))
         );
         assert_eq!(
             config.observability.metrics,
