@@ -68,13 +68,6 @@ const UNAMBIGUOUS: &[&str] = &[
     "chattr",
     "iptables",
     "netsh",
-    "mshta",
-    "regsvr32",
-    "rundll32",
-    "cscript",
-    "wscript",
-    "msiexec",
-    "forfiles",
     "busybox",
 ];
 
@@ -123,13 +116,12 @@ const WINDOWS: &[&str] = &[
     "shutdown",
     "timeout",
     "choice",
-    "mshta",
-    "regsvr32",
-    "rundll32",
-    "cscript",
-    "wscript",
-    "msiexec",
-    "forfiles",
+];
+
+/// Windows programs that run the script or library their arguments name (living-off-the-land
+/// binaries): unambiguous, and case-insensitive like every Windows command.
+const SCRIPT_HOSTS: &[&str] = &[
+    "mshta", "regsvr32", "rundll32", "cscript", "wscript", "msiexec", "forfiles",
 ];
 
 /// Commands that run the command named by their arguments (`eval id`, `nice -n 5 id`,
@@ -268,7 +260,8 @@ fn separator_at(text: &str, start: usize) -> (Separator, usize) {
     (kind, start + skip)
 }
 
-static UNAMBIGUOUS_SET: LazyLock<WordSet> = LazyLock::new(|| WordSet::new(UNAMBIGUOUS));
+static UNAMBIGUOUS_SET: LazyLock<WordSet> =
+    LazyLock::new(|| WordSet::new(&[UNAMBIGUOUS, SCRIPT_HOSTS].concat()));
 static COMMAND_SET: LazyLock<WordSet> = LazyLock::new(|| WordSet::new(&command_words()));
 
 /// Longer words are not in `commands!()` (checked by a test).
@@ -283,7 +276,8 @@ fn command_words() -> Vec<&'static str> {
         .split('|')
         .collect()
 }
-static WINDOWS_SET: LazyLock<WordSet> = LazyLock::new(|| WordSet::new(WINDOWS));
+static WINDOWS_SET: LazyLock<WordSet> =
+    LazyLock::new(|| WordSet::new(&[WINDOWS, SCRIPT_HOSTS].concat()));
 static WRAPPER_SET: LazyLock<WordSet> = LazyLock::new(|| WordSet::new(WRAPPERS));
 
 /// The command a wrapper command word ending at `end` runs (`eval id`, `nice -n 5 id`), as
