@@ -9,7 +9,8 @@ pub fn decode(input: &str) -> Option<String> {
     super::replace_char_escapes(input, b'\\', escape_at)
 }
 
-fn escape_at(rest: &[u8]) -> Option<(char, usize)> {
+/// The character the escape after a backslash spells, and the escape's length.
+pub(super) fn escape_at(rest: &[u8]) -> Option<(char, usize)> {
     let first = *rest.first()?;
     let simple = match first {
         b'n' => Some('\n'),

@@ -3,6 +3,7 @@
 //! `a=who;b=ami;$a$b`). A variable the string does not assign expands to nothing, as an unset
 //! one does in a shell, where that splits a word (`w${x}hoami`).
 
+use super::jsescape::escape_at;
 use super::normalize::{fold, Folded, Writer};
 
 /// Longest variable name followed.
@@ -260,49 +261,25 @@ fn ansi_c_quoted(src: &str, from: usize, w: &mut Writer<'_>) -> Option<usize> {
     if close >= reach || !src.is_char_boundary(close) {
         return None;
     }
-    let body = &src[from..close];
-    let mut decoded = String::new();
-    let mut rest = body;
+    let mut rest = &src[from..close];
     while let Some(c) = rest.chars().next() {
+        rest = &rest[c.len_utf8()..];
         if c != '\\' {
-            decoded.push(c);
-            rest = &rest[c.len_utf8()..];
+            push_folded(w, Some(c));
             continue;
         }
-        let (spelled, len) = c_escape(&rest[1..]);
-        decoded.extend(spelled);
-        rest = &rest[1 + len..];
+        // The escapes are JavaScript's (`\xHH`, `\uHHHH`, octal, `\n`); bash's bell, backspace
+        // and escape spell controls, which the view drops.
+        match escape_at(rest.as_bytes()) {
+            Some((spelled, len)) => {
+                push_folded(w, Some(spelled));
+                rest = &rest[len..];
+            }
+            None if rest.starts_with(['a', 'b', 'e', 'E']) => rest = &rest[1..],
+            None => {}
+        }
     }
-    push_folded(w, decoded.chars());
     Some(close + 1)
-}
-
-/// The character a C escape after its backslash spells, and the escape's length.
-fn c_escape(rest: &str) -> (Option<char>, usize) {
-    let radix_run = |skip: usize, radix: u32, most: usize| {
-        let digits = rest.as_bytes()[skip..]
-            .iter()
-            .take(most)
-            .take_while(|b| (**b as char).is_digit(radix))
-            .count();
-        let value = u32::from_str_radix(&rest[skip..skip + digits], radix).ok();
-        (value.and_then(char::from_u32), skip + digits)
-    };
-    let Some(first) = rest.chars().next() else {
-        return (None, 0);
-    };
-    match first {
-        'x' => radix_run(1, 16, 2),
-        'u' => radix_run(1, 16, 4),
-        'U' => radix_run(1, 16, 8),
-        '0'..='7' => radix_run(0, 8, 3),
-        'n' => (Some('\n'), 1),
-        't' => (Some('\t'), 1),
-        'r' => (Some('\r'), 1),
-        'e' | 'E' => (Some('\u{1b}'), 1),
-        'a' | 'b' | 'f' | 'v' => (None, 1),
-        c => (Some(c), c.len_utf8()),
-    }
 }
 
 /// Length of an `IFS` spelling after `$`: `IFS`, `{IFS}`, optionally followed by `$9`-style

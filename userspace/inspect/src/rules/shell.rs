@@ -280,45 +280,54 @@ static WINDOWS_SET: LazyLock<WordSet> =
     LazyLock::new(|| WordSet::new(&[WINDOWS, SCRIPT_HOSTS].concat()));
 static WRAPPER_SET: LazyLock<WordSet> = LazyLock::new(|| WordSet::new(WRAPPERS));
 
-/// The command a wrapper command word ending at `end` runs (`eval id`, `nice -n 5 id`), as
-/// its name and end; the word itself when it wraps nothing known.
-fn wrapped_command(text: &str, name: &str, end: usize) -> (usize, usize) {
-    let (mut name_start, mut name_end) = (end - name.len(), end);
+/// Length of the command-like word `bytes` start with (letters, digits, `_`), counted up to
+/// one past [`LONGEST_COMMAND`].
+fn command_word_len(bytes: &[u8]) -> usize {
+    bytes
+        .iter()
+        .take(LONGEST_COMMAND + 1)
+        .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
+        .count()
+}
+
+/// The command a wrapper command word `text[start..end]` runs (`eval id`, `nice -n 5 id`), as
+/// the span of its name; the word itself when it wraps nothing known.
+fn wrapped_command(text: &str, mut start: usize, mut end: usize) -> (usize, usize) {
     for _ in 0..MAX_WRAPPERS {
-        if !WRAPPER_SET.contains(&text[name_start..name_end]) {
+        if !WRAPPER_SET.contains(&text[start..end]) {
             break;
         }
-        let mut at = name_end;
-        let mut found = None;
-        for _ in 0..=MAX_WRAPPER_ARGS {
-            let Some(token_start) = text[at..].strip_prefix(' ').map(|_| at + 1) else {
-                break;
-            };
-            let token_len = text[token_start..]
-                .find([' ', ';', '|', '&', '`', ')', '\n'])
-                .unwrap_or(text.len() - token_start);
-            let token = &text[token_start..token_start + token_len];
-            let skipped = token.starts_with('-')
-                || token.contains('=')
-                || token.bytes().all(|b| b.is_ascii_digit() || b == b'.');
-            if !skipped {
-                let word = token
-                    .bytes()
-                    .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
-                    .count();
-                found =
-                    (word > 0 && word <= LONGEST_COMMAND && COMMAND_SET.contains(&token[..word]))
-                        .then_some((token_start, token_start + word));
-                break;
-            }
-            at = token_start + token_len;
-        }
-        match found {
-            Some(inner) => (name_start, name_end) = inner,
+        match command_after_options(text, end) {
+            Some(inner) => (start, end) = inner,
             None => break,
         }
     }
-    (name_start, name_end)
+    (start, end)
+}
+
+/// The known command word after the options, assignments and numbers that follow `at` (a
+/// wrapper's arguments), as its span.
+fn command_after_options(text: &str, mut at: usize) -> Option<(usize, usize)> {
+    for _ in 0..=MAX_WRAPPER_ARGS {
+        let token_start = at + 1;
+        if !text[at..].starts_with(' ') {
+            return None;
+        }
+        let token_len = text[token_start..]
+            .find([' ', ';', '|', '&', '`', ')', '\n'])
+            .unwrap_or(text.len() - token_start);
+        let token = &text[token_start..token_start + token_len];
+        let option = token.starts_with('-')
+            || token.contains('=')
+            || token.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+        if !option {
+            let word = command_word_len(token.as_bytes());
+            let known = word > 0 && word <= LONGEST_COMMAND && COMMAND_SET.contains(&token[..word]);
+            return known.then_some((token_start, token_start + word));
+        }
+        at = token_start + token_len;
+    }
+    None
 }
 
 /// `$(cmd ...)` or `` `cmd ...` `` opened at `start` and closed after the command word
@@ -354,7 +363,7 @@ pub fn chained_command(text: &str, _start: usize, end: usize, view: View) -> boo
         .rsplit(['/', '\\'])
         .next()
         .unwrap_or(command_path);
-    let (name_start, end) = wrapped_command(text, name, end);
+    let (name_start, end) = wrapped_command(text, end - name.len(), end);
     let name = &text[name_start..end];
     // Every message's JSON keys come here (a key "id" starts its view): decide without
     // allocating until the arguments have to be read.
@@ -404,11 +413,7 @@ fn command_at_line_start(text: &str, start: usize, view: View) -> Option<usize> 
     if !bytes.get(start).is_some_and(u8::is_ascii_alphabetic) {
         return None;
     }
-    let word = bytes[start..]
-        .iter()
-        .take(LONGEST_COMMAND + 1)
-        .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
-        .count();
+    let word = command_word_len(&bytes[start..]);
     let end = start + word;
     // Outside the lines and shell views a word that starts a view passes `chained_command`
     // only if it is unambiguous and has shell-shaped arguments, so a lone word (a JSON key)
