@@ -73,8 +73,20 @@ pub struct DirectionMeters {
 
 impl DirectionMeters {
     pub const OPCODES: [&'static str; 5] = ["text", "binary", "close", "ping", "pong"];
+}
 
-    fn frame(&self, opcode: OpCode, count: u64) {
+/// What one batch relayed, counted locally and added to the shared counters once: the
+/// counters are atomics shared by every worker, and one locked add per message was the relay's
+/// most expensive step.
+#[derive(Default)]
+struct BatchTally {
+    messages: u64,
+    /// Frames by opcode, indexed as [`DirectionMeters::OPCODES`].
+    frames: [u64; 5],
+}
+
+impl BatchTally {
+    fn frames(&mut self, opcode: OpCode, count: u64) {
         let i = match opcode {
             OpCode::Text | OpCode::Continuation => 0,
             OpCode::Binary => 1,
@@ -82,7 +94,23 @@ impl DirectionMeters {
             OpCode::Ping => 3,
             OpCode::Pong => 4,
         };
-        self.frames[i].inc_by(count);
+        self.frames[i] += count;
+    }
+
+    fn record(&self, stats: &SharedStats, meters: &DirectionMeters) {
+        if self.messages > 0 {
+            stats.messages.fetch_add(self.messages, Ordering::Relaxed);
+            meters.messages.inc_by(self.messages);
+        }
+        let frames: u64 = self.frames.iter().sum();
+        if frames > 0 {
+            stats.frames.fetch_add(frames, Ordering::Relaxed);
+            for (counter, &count) in meters.frames.iter().zip(&self.frames) {
+                if count > 0 {
+                    counter.inc_by(count);
+                }
+            }
+        }
     }
 }
 
@@ -355,7 +383,7 @@ impl Pump {
             close: None,
             end: None,
         };
-        let mut saw_message = false;
+        let mut tally = BatchTally::default();
         for (event, decision) in events.drain(..).zip(decisions.drain(..)) {
             if let Decision::Close(code, reason) = decision {
                 outgoing.end = Some(PumpEnd::Violation { code, reason });
@@ -363,19 +391,13 @@ impl Pump {
             }
             match &event {
                 Event::Message(msg) => {
-                    self.stats.messages.fetch_add(1, Ordering::Relaxed);
-                    self.stats
-                        .frames
-                        .fetch_add(msg.fragments.len() as u64, Ordering::Relaxed);
-                    self.meters.messages.inc();
-                    self.meters.frame(msg.opcode, msg.fragments.len() as u64);
-                    saw_message = true;
+                    tally.messages += 1;
+                    tally.frames(msg.opcode, msg.fragments.len() as u64);
                     let direction = self.direction;
                     encode_message(&mut outgoing.frames, msg, || Self::next_mask(direction));
                 }
                 Event::Control(ctrl) => {
-                    self.stats.frames.fetch_add(1, Ordering::Relaxed);
-                    self.meters.frame(ctrl.opcode, 1);
+                    tally.frames(ctrl.opcode, 1);
                     if ctrl.opcode == OpCode::Pong
                         && self.direction == Direction::Inbound
                         && self.liveness.takes_pong(&ctrl.payload)
@@ -392,7 +414,8 @@ impl Pump {
                 }
             }
         }
-        if saw_message && self.liveness.tracks_idle {
+        tally.record(&self.stats, &self.meters);
+        if tally.messages > 0 && self.liveness.tracks_idle {
             self.liveness.touch();
         }
         outgoing
