@@ -162,6 +162,22 @@ fn strong_operand(op: &Operand<'_>) -> bool {
         || op.token.is_word("null")
 }
 
+/// How many boolean operators before a comparison [`tautology`] tries.
+const NEAREST_OPERATORS: usize = 4;
+
+/// The bytes a boolean operator can start with (`or`, `and`, `xor`, `having`, `where`, `when`,
+/// `not`, `||`, `&&`), in either case.
+const OPERATOR_START: [bool; 256] = {
+    let mut table = [false; 256];
+    let starts = b"oaxhwnOAXHWN|&";
+    let mut i = 0;
+    while i < starts.len() {
+        table[starts[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
+
 /// `OR 1=1`, `' OR 'a'='a`, `AND 8=3`, `OR x=x`, `AND ascii(substr(user(),1,1))>64`.
 /// The match ends at the comparison; the boolean operator is found by reading back. A boolean
 /// comparison that is no tautology still counts when the whole text reads as SQL.
@@ -169,32 +185,41 @@ pub fn tautology(text: &str, _start: usize, end: usize) -> bool {
     let window = floor_char_boundary(text, end.saturating_sub(160));
     let bytes = text.as_bytes();
     let operator_at = |i: usize| {
-        // Most bytes cannot start an operator; skip them before comparing words.
-        if !matches!(
-            bytes[i] | 0x20,
-            b'o' | b'a' | b'x' | b'h' | b'w' | b'n' | b'|' | b'&'
-        ) {
-            return false;
-        }
-        let word_start = i == 0 || !bytes[i - 1].is_ascii_alphanumeric() && bytes[i - 1] != b'_';
         let rest = &bytes[i..end];
-        let word = ["or", "and", "xor", "having", "where", "when", "not"]
-            .iter()
-            .any(|w| {
+        let words: &[&str] = match bytes[i] | 0x20 {
+            b'|' => return rest.starts_with(b"||"),
+            b'&' => return rest.starts_with(b"&&"),
+            b'o' => &["or"],
+            b'a' => &["and"],
+            b'x' => &["xor"],
+            b'h' => &["having"],
+            b'w' => &["where", "when"],
+            b'n' => &["not"],
+            _ => return false,
+        };
+        let word_start = i == 0 || !bytes[i - 1].is_ascii_alphanumeric() && bytes[i - 1] != b'_';
+        word_start
+            && words.iter().any(|w| {
                 rest.len() > w.len()
                     && rest[..w.len()].eq_ignore_ascii_case(w.as_bytes())
                     && !rest[w.len()].is_ascii_alphanumeric()
-            });
-        (word_start && word) || rest.starts_with(b"||") || rest.starts_with(b"&&")
+            })
     };
     let mut boolean_comparison = false;
-    for i in (window..end).rev() {
-        if text.is_char_boundary(i) && operator_at(i) {
-            match tautology_at(text, i) {
-                Some(true) => return true,
-                Some(false) => boolean_comparison = true,
-                None => {}
-            }
+    // The operator that applies to this comparison is one of the nearest few before it; reading
+    // every operator in the window would make `or=or=or=...` cost a parse per operator per
+    // candidate.
+    // Every candidate reads back over its whole window: most bytes are ruled out by a table
+    // lookup (operators start with an ASCII byte, always a char boundary).
+    let operators = (window..end)
+        .rev()
+        .filter(|&i| OPERATOR_START[bytes[i] as usize] && operator_at(i))
+        .take(NEAREST_OPERATORS);
+    for i in operators {
+        match tautology_at(text, i) {
+            Some(true) => return true,
+            Some(false) => boolean_comparison = true,
+            None => {}
         }
     }
     boolean_comparison && sql_shape(text, 0, end)
@@ -886,6 +911,18 @@ mod tests {
         for benign in ["or this is fine", "and that = good", "or me is"] {
             assert!(!tautology(benign, 0, benign.len()), "{benign}");
         }
+    }
+
+    #[test]
+    fn the_operator_of_a_comparison_is_found_among_many() {
+        // Only the nearest operators are read: the one that applies is among them however many
+        // come before, and the operators inside a long operand do not hide it.
+        let padded = format!("{}' or 'a'='a", "or=and=".repeat(40));
+        assert!(tautology(&padded, 0, padded.len()));
+        let nested = "x' or ascii(substr((select name from users where id=1),1,1))>64";
+        assert!(tautology(nested, 0, nested.len()));
+        let benign = "or=and=".repeat(40);
+        assert!(!tautology(&benign, 0, benign.len()));
     }
 
     #[test]
