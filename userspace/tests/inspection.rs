@@ -166,6 +166,16 @@ async fn json_escaped_xss_inside_a_json_string_is_blocked() {
 }
 
 #[tokio::test]
+async fn base64_encoded_command_injection_in_a_json_field_is_blocked() {
+    // `; cat /etc/passwd`, as an application that decodes its payload field would run it.
+    assert_blocked(
+        r#"{"type":"job","payload":"OyBjYXQgL2V0Yy9wYXNzd2Q="}"#,
+        CMD_REASON,
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn socket_io_event_carrying_xss_is_blocked() {
     assert_blocked(r#"42["chat","<img src=x onerror=alert(1)>"]"#, XSS_REASON).await;
 }

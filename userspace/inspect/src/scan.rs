@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use hyperscan::prelude::*;
 use hyperscan::CompileFlags;
 
-use crate::decode::decode_layers;
 use crate::decode::normalize::{is_verbatim, normalize, traits, Layout};
+use crate::decode::{base64, decode_layers};
 use crate::extract::{json, msgpack, socketio};
 use crate::rules::shell::line_start_command;
 use crate::rules::sql::SHAPE_WINDOW;
@@ -22,9 +22,9 @@ static NEXT_DATABASE_ID: AtomicU64 = AtomicU64::new(1);
 /// from the end to whatever they need.
 const BUILTIN_FLAGS: CompileFlags = CompileFlags::CASELESS.union(CompileFlags::MULTILINE);
 
-/// Nested JSON (a JSON document inside a JSON string, as ActionCable sends) is unpacked this
-/// many levels deep.
-const MAX_JSON_NESTING: usize = 2;
+/// Layers a string is unpacked through: a JSON document inside a JSON string (as ActionCable
+/// sends) and base64 that encodes text, each a layer, the message's own strings the first.
+const MAX_NESTING: usize = 3;
 
 pub(crate) enum PreparedMessage {
     /// Decided before scanning (`None` = allow without scanning).
@@ -412,7 +412,7 @@ impl ScanScratch {
 
     /// Scans `text` as one plain string.
     pub fn add_plain(&mut self, message: usize, text: &str) {
-        self.views.add_string(message, text);
+        add_text_string(&mut self.views, &mut self.json_buffers, message, text, 1);
     }
 
     /// Adds a text message: socket.io packet, JSON document or plain text. With a schema, the
@@ -428,7 +428,7 @@ impl ScanScratch {
         let (body, attachments) = match &packet {
             Some(p) => {
                 if let Some(namespace) = p.namespace {
-                    self.views.add_string(message, namespace);
+                    self.add_plain(message, namespace);
                 }
                 if p.payload.is_empty() {
                     return Ok(p.attachments);
@@ -451,7 +451,7 @@ impl ScanScratch {
                 None => {}
             }
         }
-        self.views.add_string(message, body);
+        self.add_plain(message, body);
         Ok(attachments)
     }
 
@@ -487,8 +487,10 @@ impl ScanScratch {
     /// Adds the strings of a MessagePack message; `false` if it is not MessagePack.
     pub fn add_msgpack(&mut self, message: usize, bytes: &[u8]) -> bool {
         let mark = (self.views.text.len(), self.views.segments.len());
-        let views = &mut self.views;
-        let valid = msgpack::visit_strings(bytes, &mut |s| views.add_string(message, s));
+        let (views, buffers) = (&mut self.views, &mut self.json_buffers);
+        let valid = msgpack::visit_strings(bytes, &mut |s| {
+            add_text_string(views, buffers, message, s, 1)
+        });
         if !valid {
             self.views.text.truncate(mark.0);
             self.views.segments.truncate(mark.1);
@@ -498,6 +500,7 @@ impl ScanScratch {
 }
 
 /// A JSON string that is itself a JSON document is unpacked; otherwise scanned as text.
+/// `depth` counts the layers (JSON in a string, base64) already unpacked.
 fn add_json_string(
     views: &mut ViewBuffer,
     buffers: &mut simd_json::Buffers,
@@ -505,7 +508,7 @@ fn add_json_string(
     s: &str,
     depth: usize,
 ) {
-    if depth < MAX_JSON_NESTING && json::starts_like_json(s) {
+    if depth < MAX_NESTING && json::starts_like_json(s) {
         let mut inner = s.as_bytes().to_vec();
         if let Some(tape) = json::parse(&mut inner, buffers) {
             for nested in json::strings(&tape) {
@@ -514,7 +517,23 @@ fn add_json_string(
             return;
         }
     }
+    add_text_string(views, buffers, message, s, depth);
+}
+
+/// A string scanned as text, and the text it encodes in base64 if it does (which may be JSON).
+fn add_text_string(
+    views: &mut ViewBuffer,
+    buffers: &mut simd_json::Buffers,
+    message: usize,
+    s: &str,
+    depth: usize,
+) {
     views.add_string(message, s);
+    if depth < MAX_NESTING && s.len() >= base64::MIN_ENCODED_LEN {
+        if let Some(text) = base64::decode_text(s) {
+            add_json_string(views, buffers, message, &text, depth + 1);
+        }
+    }
 }
 
 #[cfg(test)]

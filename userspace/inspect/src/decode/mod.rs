@@ -1,6 +1,7 @@
 //! Decoders that undo transport and markup encodings before matching, and the canonical
 //! views the rules see.
 
+pub mod base64;
 pub mod entity;
 pub mod jsescape;
 pub mod normalize;
