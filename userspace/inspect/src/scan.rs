@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use hyperscan::prelude::*;
 use hyperscan::CompileFlags;
 
-use crate::decode::normalize::{is_verbatim, normalize, traits, Layout};
+use crate::decode::normalize::{normalize, shape, traits, Layout, Shape};
 use crate::decode::{base64, decode_layers};
 use crate::extract::{json, msgpack, socketio};
 use crate::rules::shell::line_start_command;
@@ -318,16 +318,21 @@ fn excerpt(text: &str, start: Option<usize>, end: usize) -> String {
 }
 
 impl ViewBuffer {
-    /// Appends the views of one string of message `message`.
-    fn add_string(&mut self, message: usize, s: &str) {
-        if is_verbatim(s) {
-            if !s.is_empty() {
-                let start = self.text.len();
-                self.text.push_str(s);
-                self.end_segment(message, View::Original, start);
-            }
-            return;
+    /// Appends the views of one string of message `message`; returns its [`Shape`].
+    fn add_string(&mut self, message: usize, s: &str) -> Shape {
+        let shape = shape(s);
+        if !shape.verbatim {
+            self.add_views(message, s);
+        } else if !s.is_empty() {
+            let start = self.text.len();
+            self.text.push_str(s);
+            self.end_segment(message, View::Original, start);
         }
+        shape
+    }
+
+    /// The views of a string that is not verbatim.
+    fn add_views(&mut self, message: usize, s: &str) {
         let Some(original) = self.push(message, View::Original, s, Layout::Main, None) else {
             return;
         };
@@ -412,7 +417,7 @@ impl ScanScratch {
 
     /// Scans `text` as one plain string.
     pub fn add_plain(&mut self, message: usize, text: &str) {
-        add_text_string(&mut self.views, &mut self.json_buffers, message, text, 1);
+        add_unpacked_string(&mut self.views, &mut self.json_buffers, message, text, 1);
     }
 
     /// Adds a text message: socket.io packet, JSON document or plain text. With a schema, the
@@ -474,7 +479,7 @@ impl ScanScratch {
                         Some(finding) => Err(finding),
                         None => {
                             for s in json::strings(tape) {
-                                add_json_string(views, buffers, message, s, 1);
+                                add_unpacked_string(views, buffers, message, s, 1);
                             }
                             Ok(())
                         }
@@ -489,7 +494,7 @@ impl ScanScratch {
         let mark = (self.views.text.len(), self.views.segments.len());
         let (views, buffers) = (&mut self.views, &mut self.json_buffers);
         let valid = msgpack::visit_strings(bytes, &mut |s| {
-            add_text_string(views, buffers, message, s, 1)
+            add_unpacked_string(views, buffers, message, s, 1)
         });
         if !valid {
             self.views.text.truncate(mark.0);
@@ -499,40 +504,57 @@ impl ScanScratch {
     }
 }
 
-/// A JSON string that is itself a JSON document is unpacked; otherwise scanned as text.
-/// `depth` counts the layers (JSON in a string, base64) already unpacked.
-fn add_json_string(
+/// A string of a message: one that is itself a JSON document is unpacked, others are scanned as
+/// text, and so is the text one encodes in base64. `depth` counts the layers (JSON in a string,
+/// base64) already unpacked. The unpacking is out of line: nearly every string is plain.
+#[inline]
+fn add_unpacked_string(
     views: &mut ViewBuffer,
     buffers: &mut simd_json::Buffers,
     message: usize,
     s: &str,
     depth: usize,
 ) {
-    if depth < MAX_NESTING && json::starts_like_json(s) {
-        let mut inner = s.as_bytes().to_vec();
-        if let Some(tape) = json::parse(&mut inner, buffers) {
-            for nested in json::strings(&tape) {
-                add_json_string(views, buffers, message, nested, depth + 1);
-            }
-            return;
-        }
+    let unpack = depth < MAX_NESTING;
+    if unpack && json::starts_like_json(s) && add_nested_json(views, buffers, message, s, depth) {
+        return;
     }
-    add_text_string(views, buffers, message, s, depth);
+    let shape = views.add_string(message, s);
+    if unpack && shape.may_be_base64 && s.len() >= base64::MIN_ENCODED_LEN {
+        add_base64_text(views, buffers, message, s, depth);
+    }
 }
 
-/// A string scanned as text, and the text it encodes in base64 if it does (which may be JSON).
-fn add_text_string(
+/// The strings of the JSON document `s`; `false` if it is not one.
+#[inline(never)]
+fn add_nested_json(
+    views: &mut ViewBuffer,
+    buffers: &mut simd_json::Buffers,
+    message: usize,
+    s: &str,
+    depth: usize,
+) -> bool {
+    let mut inner = s.as_bytes().to_vec();
+    let Some(tape) = json::parse(&mut inner, buffers) else {
+        return false;
+    };
+    for nested in json::strings(&tape) {
+        add_unpacked_string(views, buffers, message, nested, depth + 1);
+    }
+    true
+}
+
+/// The text `s` encodes in base64, if it does.
+#[inline(never)]
+fn add_base64_text(
     views: &mut ViewBuffer,
     buffers: &mut simd_json::Buffers,
     message: usize,
     s: &str,
     depth: usize,
 ) {
-    views.add_string(message, s);
-    if depth < MAX_NESTING && s.len() >= base64::MIN_ENCODED_LEN {
-        if let Some(text) = base64::decode_text(s) {
-            add_json_string(views, buffers, message, &text, depth + 1);
-        }
+    if let Some(text) = base64::decode_text(s) {
+        add_unpacked_string(views, buffers, message, &text, depth + 1);
     }
 }
 

@@ -49,21 +49,33 @@ fn any_bytes(bytes: &[u8], flags: impl Fn(u8) -> u8) -> u8 {
     bytes.iter().fold(0, |seen, &b| seen | flags(b))
 }
 
-/// The byte classes that decide how much work a string needs, as bits of one byte.
+/// The byte classes that decide how much work a string needs, as bits.
 pub(crate) mod class {
-    pub const LINE_BREAK: u8 = 1;
-    pub const SHELL_META: u8 = 2;
-    pub const HASH: u8 = 4;
-    pub const DASH: u8 = 8;
-    pub const SLASH: u8 = 16;
+    pub const LINE_BREAK: u16 = 1;
+    pub const SHELL_META: u16 = 2;
+    pub const HASH: u16 = 4;
+    pub const DASH: u16 = 8;
+    pub const SLASH: u16 = 16;
     /// Starts an escape for one of the decoders: `%`, `+`, `&`, `\`.
-    pub const ESCAPE: u8 = 32;
+    pub const ESCAPE: u16 = 32;
     /// Makes the `Main` view differ from the string: not printable ASCII, or comment syntax.
-    pub const NOT_PLAIN_MAIN: u8 = 64;
+    pub const NOT_PLAIN_MAIN: u16 = 64;
+    /// Outside both base64 alphabets and their padding.
+    pub const NOT_BASE64: u16 = 128;
+    /// A letter past `f`: a base64 string without one is hex digits (an id), not encoded text.
+    pub const BEYOND_HEX: u16 = 256;
 }
 
-const fn byte_class(b: u8) -> u8 {
-    const fn bit(hit: bool, bit: u8) -> u8 {
+const fn is_base64_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_' | b'=')
+}
+
+const fn is_beyond_hex(b: u8) -> bool {
+    matches!(b, b'g'..=b'z' | b'G'..=b'Z')
+}
+
+const fn byte_class(b: u8) -> u16 {
+    const fn bit(hit: bool, bit: u16) -> u16 {
         if hit {
             bit
         } else {
@@ -83,9 +95,11 @@ const fn byte_class(b: u8) -> u8 {
             !matches!(b, b' '..=b'~') || b == MAIN_SYNTAX[0] || b == MAIN_SYNTAX[1],
             class::NOT_PLAIN_MAIN,
         )
+        | bit(!is_base64_byte(b), class::NOT_BASE64)
+        | bit(is_beyond_hex(b), class::BEYOND_HEX)
 }
 
-static BYTE_CLASSES: [u8; 256] = {
+static BYTE_CLASSES: [u16; 256] = {
     let mut table = [0; 256];
     let mut b = 0;
     while b < 256 {
@@ -101,7 +115,7 @@ static BYTE_CLASSES: [u8; 256] = {
 const TABLE_CLASSIFIED_LEN: usize = 64;
 
 /// Which of the `wanted` [`class`] bits the bytes of `bytes` have.
-pub(crate) fn byte_classes(bytes: &[u8], wanted: u8) -> u8 {
+pub(crate) fn byte_classes(bytes: &[u8], wanted: u16) -> u16 {
     if bytes.len() <= TABLE_CLASSIFIED_LEN {
         return wanted
             & bytes
@@ -109,7 +123,7 @@ pub(crate) fn byte_classes(bytes: &[u8], wanted: u8) -> u8 {
                 .fold(0, |seen, &b| seen | BYTE_CLASSES[b as usize]);
     }
     // Long strings: one fold per class, each of at most four compares, which LLVM vectorizes.
-    let any = |bit: u8, flags: fn(u8) -> u8| {
+    let any = |bit: u16, flags: fn(u8) -> u8| {
         if wanted & bit != 0 && any_bytes(bytes, flags) != 0 {
             bit
         } else {
@@ -132,6 +146,8 @@ pub(crate) fn byte_classes(bytes: &[u8], wanted: u8) -> u8 {
             let [slash, star] = MAIN_SYNTAX;
             !(b' '..=b'~').contains(&b) as u8 | (b == slash) as u8 | (b == star) as u8
         })
+        | any(class::NOT_BASE64, |b| !is_base64_byte(b) as u8)
+        | any(class::BEYOND_HEX, |b| is_beyond_hex(b) as u8)
 }
 
 pub fn traits(src: &str) -> Traits {
@@ -286,14 +302,27 @@ fn single_spaced(bytes: &[u8]) -> bool {
     double_space == 0 && !bytes.starts_with(b" ") && !bytes.ends_with(b" ")
 }
 
-/// True when `src` is its own only view: no decoder changes it ([`class::ESCAPE`]), its
-/// [`traits`] ask for no extra view, and its `Main` view is itself. Most strings of a message
-/// (keys, ids, plain words) are, and need none of the work in between.
-pub fn is_verbatim(src: &str) -> bool {
+/// What one pass over a string tells about the work it needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    /// `src` is its own only view: no decoder changes it ([`class::ESCAPE`]), its [`traits`]
+    /// ask for no extra view, and its `Main` view is itself. Most strings of a message (keys,
+    /// ids, plain words) are, and need none of the work in between.
+    pub verbatim: bool,
+    /// Only base64 characters, not only hex digits: it may encode text
+    /// ([`crate::decode::base64`] decides).
+    pub may_be_base64: bool,
+}
+
+pub fn shape(src: &str) -> Shape {
     let bytes = src.as_bytes();
     let needs_work = class::ESCAPE | class::NOT_PLAIN_MAIN | class::LINE_BREAK | class::SHELL_META;
-    // Without a line break or `/` (which is NOT_PLAIN_MAIN) there is no SQL comment.
-    byte_classes(bytes, needs_work) == 0 && single_spaced(bytes)
+    let seen = byte_classes(bytes, needs_work | class::NOT_BASE64 | class::BEYOND_HEX);
+    Shape {
+        // Without a line break or `/` (which is NOT_PLAIN_MAIN) there is no SQL comment.
+        verbatim: seen & needs_work == 0 && single_spaced(bytes),
+        may_be_base64: seen & (class::NOT_BASE64 | class::BEYOND_HEX) == class::BEYOND_HEX,
+    }
 }
 
 /// Bytes [`plain_run_end`] checks at a time between steps byte by byte.
@@ -543,10 +572,21 @@ mod tests {
         assert_eq!(view("${a:-}", Layout::Shell), "${a:-}");
     }
 
+    #[test]
+    fn base64_candidates_are_base64_characters_beyond_hex() {
+        assert!(shape("PHNjcmlwdD4=").may_be_base64);
+        assert!(shape("Pz8_Pz8_Pz8_").may_be_base64);
+        assert!(!shape("0123456789abcdef0123").may_be_base64);
+        assert!(!shape("see you at nine").may_be_base64);
+        let long = "QUJD".repeat(40);
+        assert!(shape(&long).may_be_base64);
+        assert!(!shape(&format!("{long}!")).may_be_base64);
+    }
+
     /// Long strings are classified by folds, short ones by the table: they agree on every byte.
     #[test]
     fn folds_and_table_classify_alike() {
-        let all = u8::MAX;
+        let all = u16::MAX;
         for b in 0..=u8::MAX {
             let mut long = vec![b'a'; TABLE_CLASSIFIED_LEN];
             long.push(b);
@@ -576,7 +616,7 @@ mod tests {
         fn verbatim_strings_are_their_only_view(
             src in "[a-z0-9 '\"/*#$^{<\\\\%&+\r\n.,;:!?`()\\[\\]=@-]{0,40}|\\PC{0,20}",
         ) {
-            if super::is_verbatim(&src) {
+            if super::shape(&src).verbatim {
                 prop_assert_eq!(crate::decode::decode_layers(&src), None);
                 prop_assert_eq!(traits(&src), super::Traits::default());
                 prop_assert_eq!(view(&src, Layout::Main), src.clone());
