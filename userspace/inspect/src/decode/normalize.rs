@@ -472,7 +472,8 @@ mod tests {
     use proptest::prelude::*;
 
     use super::{
-        byte_classes, normalize, plain_table, traits, Layout, BYTE_CLASSES, TABLE_CLASSIFIED_LEN,
+        byte_classes, normalize, plain_table, shape, traits, Layout, BYTE_CLASSES,
+        TABLE_CLASSIFIED_LEN,
     };
 
     fn view(src: &str, layout: Layout) -> String {
@@ -616,7 +617,7 @@ mod tests {
         fn verbatim_strings_are_their_only_view(
             src in "[a-z0-9 '\"/*#$^{<\\\\%&+\r\n.,;:!?`()\\[\\]=@-]{0,40}|\\PC{0,20}",
         ) {
-            if super::shape(&src).verbatim {
+            if shape(&src).verbatim {
                 prop_assert_eq!(crate::decode::decode_layers(&src), None);
                 prop_assert_eq!(traits(&src), super::Traits::default());
                 prop_assert_eq!(view(&src, Layout::Main), src.clone());
