@@ -6,6 +6,8 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
 
+use super::normalize::shape;
+
 /// Shorter strings are words or ids more often than encoded text (`<script>` encodes to 12).
 pub const MIN_ENCODED_LEN: usize = 12;
 
@@ -14,62 +16,18 @@ const INDIFFERENT: GeneralPurposeConfig =
 const STANDARD: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, INDIFFERENT);
 const URL_SAFE: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, INDIFFERENT);
 
-/// Byte classes of the base64 alphabets, OR-ed over a string in one pass.
-mod class {
-    pub const HEX: u8 = 1;
-    /// Letters past `f`: a string of hex digits alone is an id, not encoded text.
-    pub const LETTER: u8 = 2;
-    pub const STANDARD: u8 = 4;
-    pub const URL_SAFE: u8 = 8;
-    pub const OTHER: u8 = 16;
-}
-
-const CLASSES: [u8; 256] = {
-    let mut table = [class::OTHER; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        table[b] = match c {
-            b'0'..=b'9' | b'A'..=b'F' | b'a'..=b'f' => class::HEX,
-            b'G'..=b'Z' | b'g'..=b'z' => class::LETTER,
-            b'+' | b'/' => class::STANDARD,
-            b'-' | b'_' => class::URL_SAFE,
-            _ => class::OTHER,
-        };
-        b += 1;
-    }
-    table
-};
-
 /// The text `s` encodes, if `s` is nothing but base64 (standard or URL-safe alphabet, padded
-/// or not, not just hex digits) and decodes to UTF-8 without control characters other than
-/// tab and line breaks. Random identifiers decode to bytes that are not such text, and are left
-/// alone.
+/// or not, not just hex digits: [`super::normalize::Shape::may_be_base64`]) and decodes to
+/// UTF-8 without control characters other than tab and line breaks. Random identifiers decode
+/// to bytes that are not such text, and are left alone.
 pub fn decode_text(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    if bytes.len() < MIN_ENCODED_LEN {
+    if s.len() < MIN_ENCODED_LEN || !shape(s).may_be_base64 {
         return None;
     }
-    let padding = bytes
-        .iter()
-        .rev()
-        .take(3)
-        .take_while(|&&b| b == b'=')
-        .count();
-    if padding > 2 {
-        return None;
-    }
-    let classes = bytes[..bytes.len() - padding]
-        .iter()
-        .fold(0, |seen, &b| seen | CLASSES[b as usize]);
-    let engine = match classes {
-        c if c & class::OTHER != 0 || c & class::LETTER == 0 => return None,
-        c if c & class::URL_SAFE == 0 => &STANDARD,
-        c if c & class::STANDARD == 0 => &URL_SAFE,
-        _ => return None,
-    };
-    let decoded = engine.decode(s).ok()?;
-    let text = String::from_utf8(decoded).ok()?;
+    // The decoder refuses a mix of the alphabets, `=` inside and over-long padding.
+    let url_safe = s.bytes().any(|b| b == b'-' || b == b'_');
+    let engine = if url_safe { &URL_SAFE } else { &STANDARD };
+    let text = String::from_utf8(engine.decode(s).ok()?).ok()?;
     let printable = text
         .chars()
         .all(|c| !c.is_control() || matches!(c, '\t' | '\n' | '\r'));
