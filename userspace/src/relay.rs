@@ -86,7 +86,7 @@ struct BatchTally {
 }
 
 impl BatchTally {
-    fn frames(&mut self, opcode: OpCode, count: u64) {
+    fn add_frames(&mut self, opcode: OpCode, count: u64) {
         let i = match opcode {
             OpCode::Text | OpCode::Continuation => 0,
             OpCode::Binary => 1,
@@ -392,12 +392,12 @@ impl Pump {
             match &event {
                 Event::Message(msg) => {
                     tally.messages += 1;
-                    tally.frames(msg.opcode, msg.fragments.len() as u64);
+                    tally.add_frames(msg.opcode, msg.fragments.len() as u64);
                     let direction = self.direction;
                     encode_message(&mut outgoing.frames, msg, || Self::next_mask(direction));
                 }
                 Event::Control(ctrl) => {
-                    tally.frames(ctrl.opcode, 1);
+                    tally.add_frames(ctrl.opcode, 1);
                     if ctrl.opcode == OpCode::Pong
                         && self.direction == Direction::Inbound
                         && self.liveness.takes_pong(&ctrl.payload)

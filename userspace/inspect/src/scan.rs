@@ -415,7 +415,7 @@ impl ScanScratch {
         self.message_count - 1
     }
 
-    /// Scans `text` as one plain string.
+    /// Scans `text` as one string of a message (unpacked as [`add_unpacked_string`] does).
     pub fn add_plain(&mut self, message: usize, text: &str) {
         add_unpacked_string(&mut self.views, &mut self.json_buffers, message, text, 1);
     }
@@ -456,7 +456,8 @@ impl ScanScratch {
                 None => {}
             }
         }
-        self.add_plain(message, body);
+        // Not JSON (that was tried above): text, and what it encodes in base64.
+        add_string_as_text(&mut self.views, &mut self.json_buffers, message, body, 1);
         Ok(attachments)
     }
 
@@ -515,12 +516,25 @@ fn add_unpacked_string(
     s: &str,
     depth: usize,
 ) {
-    let unpack = depth < MAX_NESTING;
-    if unpack && json::starts_like_json(s) && add_nested_json(views, buffers, message, s, depth) {
-        return;
+    let unpacked = depth < MAX_NESTING
+        && json::starts_like_json(s)
+        && add_nested_json(views, buffers, message, s, depth);
+    if !unpacked {
+        add_string_as_text(views, buffers, message, s, depth);
     }
+}
+
+/// A string that is not JSON: its views, and the text it encodes in base64, if it may.
+#[inline]
+fn add_string_as_text(
+    views: &mut ViewBuffer,
+    buffers: &mut simd_json::Buffers,
+    message: usize,
+    s: &str,
+    depth: usize,
+) {
     let shape = views.add_string(message, s);
-    if unpack && shape.may_be_base64 && s.len() >= base64::MIN_ENCODED_LEN {
+    if depth < MAX_NESTING && shape.may_be_base64 {
         add_base64_text(views, buffers, message, s, depth);
     }
 }

@@ -6,8 +6,6 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
 
-use super::normalize::shape;
-
 /// Shorter strings are words or ids more often than encoded text (`<script>` encodes to 12).
 pub const MIN_ENCODED_LEN: usize = 12;
 
@@ -16,15 +14,16 @@ const INDIFFERENT: GeneralPurposeConfig =
 const STANDARD: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, INDIFFERENT);
 const URL_SAFE: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, INDIFFERENT);
 
-/// The text `s` encodes, if `s` is nothing but base64 (standard or URL-safe alphabet, padded
-/// or not, not just hex digits: [`super::normalize::Shape::may_be_base64`]) and decodes to
-/// UTF-8 without control characters other than tab and line breaks. Random identifiers decode
-/// to bytes that are not such text, and are left alone.
+/// The text `s` encodes, if `s` is base64 (standard or URL-safe alphabet, padded or not) that
+/// decodes to UTF-8 without control characters other than tab and line breaks. Random
+/// identifiers decode to bytes that are not such text, and are left alone. The scan asks only
+/// for strings whose [`super::normalize::Shape::may_be_base64`] says they can be.
 pub fn decode_text(s: &str) -> Option<String> {
-    if s.len() < MIN_ENCODED_LEN || !shape(s).may_be_base64 {
+    if s.len() < MIN_ENCODED_LEN {
         return None;
     }
-    // The decoder refuses a mix of the alphabets, `=` inside and over-long padding.
+    // The decoder refuses other bytes, a mix of the alphabets, `=` inside and over-long
+    // padding.
     let url_safe = s.bytes().any(|b| b == b'-' || b == b'_');
     let engine = if url_safe { &URL_SAFE } else { &STANDARD };
     let text = String::from_utf8(engine.decode(s).ok()?).ok()?;

@@ -6,6 +6,7 @@
 //! `\n` except [`Layout::Lines`], which keeps line breaks on purpose: the scan buffer uses `\n`
 //! between segments and built-in patterns never match it.
 
+use super::base64::MIN_ENCODED_LEN;
 use super::shell::{shell_step, Assignments};
 
 /// How a view treats comments, line breaks and shell quoting.
@@ -309,7 +310,7 @@ pub struct Shape {
     /// ask for no extra view, and its `Main` view is itself. Most strings of a message (keys,
     /// ids, plain words) are, and need none of the work in between.
     pub verbatim: bool,
-    /// Only base64 characters, not only hex digits: it may encode text
+    /// Long enough, only base64 characters and not only hex digits: it may encode text
     /// ([`crate::decode::base64`] decides).
     pub may_be_base64: bool,
 }
@@ -321,7 +322,8 @@ pub fn shape(src: &str) -> Shape {
     Shape {
         // Without a line break or `/` (which is NOT_PLAIN_MAIN) there is no SQL comment.
         verbatim: seen & needs_work == 0 && single_spaced(bytes),
-        may_be_base64: seen & (class::NOT_BASE64 | class::BEYOND_HEX) == class::BEYOND_HEX,
+        may_be_base64: bytes.len() >= MIN_ENCODED_LEN
+            && seen & (class::NOT_BASE64 | class::BEYOND_HEX) == class::BEYOND_HEX,
     }
 }
 

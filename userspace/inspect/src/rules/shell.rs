@@ -164,16 +164,16 @@ const NETWORK: &[&str] = &[
 
 /// `evil.example`, `a.b-c.example`: two or more labels, the last one letters only.
 fn host_name_shaped(word: &str) -> bool {
-    let labels: Vec<&str> = word.split('.').collect();
-    let label_ok = |l: &&str| {
+    let label_ok = |l: &str| {
         !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
     };
-    labels.len() >= 2
-        && word.len() <= 253
-        && labels.iter().all(label_ok)
-        && labels
-            .last()
-            .is_some_and(|tld| tld.len() >= 2 && tld.bytes().all(|b| b.is_ascii_alphabetic()))
+    let Some((_, tld)) = word.rsplit_once('.') else {
+        return false;
+    };
+    word.len() <= 253
+        && word.split('.').all(label_ok)
+        && tld.len() >= 2
+        && tld.bytes().all(|b| b.is_ascii_alphabetic())
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

@@ -165,25 +165,15 @@ fn strong_operand(op: &Operand<'_>) -> bool {
 /// How many boolean operators before a comparison [`tautology`] tries.
 const NEAREST_OPERATORS: usize = 4;
 
-/// The bytes a boolean operator can start with (`or`, `and`, `xor`, `having`, `where`, `when`,
-/// `not`, `||`, `&&`), in either case.
-const OPERATOR_START: [bool; 256] = {
-    let mut table = [false; 256];
-    let starts = b"oaxhwnOAXHWN|&";
-    let mut i = 0;
-    while i < starts.len() {
-        table[starts[i] as usize] = true;
-        i += 1;
-    }
-    table
-};
-
 /// `OR 1=1`, `' OR 'a'='a`, `AND 8=3`, `OR x=x`, `AND ascii(substr(user(),1,1))>64`.
 /// The match ends at the comparison; the boolean operator is found by reading back. A boolean
 /// comparison that is no tautology still counts when the whole text reads as SQL.
 pub fn tautology(text: &str, _start: usize, end: usize) -> bool {
     let window = floor_char_boundary(text, end.saturating_sub(160));
     let bytes = text.as_bytes();
+    // Every candidate reads back over its whole window, so most bytes are ruled out by their
+    // first letter before any word is compared. Operators start with an ASCII byte, always a
+    // char boundary.
     let operator_at = |i: usize| {
         let rest = &bytes[i..end];
         let words: &[&str] = match bytes[i] | 0x20 {
@@ -209,11 +199,9 @@ pub fn tautology(text: &str, _start: usize, end: usize) -> bool {
     // The operator that applies to this comparison is one of the nearest few before it; reading
     // every operator in the window would make `or=or=or=...` cost a parse per operator per
     // candidate.
-    // Every candidate reads back over its whole window: most bytes are ruled out by a table
-    // lookup (operators start with an ASCII byte, always a char boundary).
     let operators = (window..end)
         .rev()
-        .filter(|&i| OPERATOR_START[bytes[i] as usize] && operator_at(i))
+        .filter(|&i| operator_at(i))
         .take(NEAREST_OPERATORS);
     for i in operators {
         match tautology_at(text, i) {
