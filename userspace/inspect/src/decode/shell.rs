@@ -114,6 +114,12 @@ pub(super) fn shell_step(
         b'\\' if next == Some(b'\r') && rest.get(2) == Some(&b'\n') => Some(i + 3),
         b'^' if next.is_some_and(|c| c.is_ascii_alphanumeric()) => Some(i + 1),
         b'`' if next == Some(b'`') => Some(i + 2),
+        b'`' => glued_substitution(bytes, i, 1, b'`', w),
+        // A subshell at a command position runs its command as the separator would (`;(id)`).
+        b'(' if w.follows_separator() => {
+            w.space();
+            Some(i + 1)
+        }
         b'<' => {
             w.space();
             Some(i + 1)
@@ -134,6 +140,7 @@ pub(super) fn shell_step(
                 }
                 Some(b'@' | b'*' | b'0'..=b'9') => Some(i + 2),
                 Some(b'(') if rest.get(2) == Some(&b')') => Some(i + 3),
+                Some(b'(') => glued_substitution(bytes, i, 2, b')', w),
                 Some(b'{') if rest.get(2) == Some(&b'}') => Some(i + 3),
                 Some(b'\'') => ansi_c_quoted(src, i + 2, w),
                 _ => expansion(src, i, w, assignments),
@@ -159,6 +166,33 @@ pub(super) fn shell_step(
         }
         _ => None,
     }
+}
+
+/// A substitution of one plain word glued inside another (`` w`u`hoami ``, `w$(x)hoami`),
+/// opened by the `open_len` bytes at `i` and ended by `close`: a word that is no command
+/// substitutes nothing and joins the word's halves. A command substituted there is matched in
+/// the views that keep it. Returns the position after it.
+fn glued_substitution(
+    bytes: &[u8],
+    i: usize,
+    open_len: usize,
+    close: u8,
+    w: &Writer<'_>,
+) -> Option<usize> {
+    if !w.follows_word() {
+        return None;
+    }
+    let inner = bytes[i + open_len..]
+        .iter()
+        .take(LONGEST_NAME + 1)
+        .take_while(|&&b| is_word_byte(b))
+        .count();
+    let after = i + open_len + inner + 1;
+    let glued = inner > 0
+        && inner <= LONGEST_NAME
+        && bytes.get(after - 1) == Some(&close)
+        && bytes.get(after).is_some_and(|&b| is_word_byte(b));
+    glued.then_some(after)
 }
 
 /// Writes `text` as the view writes any other characters.

@@ -706,6 +706,15 @@ pub const BUILTIN: &[Rule] = &[
         C::None,
         SHELL,
     ),
+    // A Log4j JNDI lookup (`${jndi:ldap://...}`) loads and runs remote code; the lookup's own
+    // syntax hides its name (`${${lower:j}ndi:`, `${j${::-n}di:`), which no other text nests.
+    rule(
+        "cmdi.jndi-lookup",
+        Cmd,
+        r"\$\{ ?jndi ?:|\$\{[a-z]{0,4}\$\{ ?(?:::-|[a-z0-9]{1,12} ?:)",
+        C::None,
+        SHELL_LITERAL,
+    ),
     rule(
         "cmdi.ssi",
         Cmd,
