@@ -123,8 +123,8 @@ impl MessageInspector for EngineInspector {
     fn inspect(&mut self, direction: Direction, events: &[Event], decisions: &mut Vec<Decision>) {
         let messages: Vec<MessageRef<'_>> = events
             .iter()
-            .filter_map(|event| match event {
-                Event::Message(msg) => Some(MessageRef {
+            .map(|event| match event {
+                Event::Message(msg) => MessageRef {
                     direction: message_direction(direction),
                     kind: if msg.opcode == OpCode::Text {
                         MessageKind::Text
@@ -134,14 +134,20 @@ impl MessageInspector for EngineInspector {
                     compressed: msg.rsv & RSV1 != 0,
                     payload: &msg.payload,
                     largest_frame: msg.fragments.iter().copied().max().unwrap_or(0),
-                }),
-                Event::Control(_) => None,
+                },
+                // What the peer may log or show: a ping's or pong's data, a close's reason.
+                Event::Control(ctrl) => MessageRef {
+                    direction: message_direction(direction),
+                    kind: MessageKind::Control,
+                    compressed: false,
+                    payload: match ctrl.close_code_reason() {
+                        Some((_, reason)) => reason.as_bytes(),
+                        None => &ctrl.payload,
+                    },
+                    largest_frame: ctrl.payload.len(),
+                },
             })
             .collect();
-        if messages.is_empty() {
-            decisions.extend(events.iter().map(|_| Decision::Forward));
-            return;
-        }
         let started = Instant::now();
         let mut verdicts = Vec::with_capacity(messages.len());
         let scanned = {
@@ -158,32 +164,36 @@ impl MessageInspector for EngineInspector {
         metrics
             .inspection_latency
             .observe(started.elapsed().as_secs_f64());
-        metrics.messages_inspected.inc_by(messages.len() as u64);
-        let mut verdicts = verdicts.into_iter();
-        for event in events {
-            let decision = match event {
-                Event::Control(_) => Decision::Forward,
-                Event::Message(_) if scanned.is_none() => {
-                    metrics.inspection_errors.inc();
-                    Decision::Close(CloseCode::INTERNAL, "Internal error")
+        let data_messages = events
+            .iter()
+            .filter(|e| matches!(e, Event::Message(_)))
+            .count();
+        metrics.messages_inspected.inc_by(data_messages as u64);
+        if scanned.is_none() {
+            metrics.inspection_errors.inc();
+            decisions.extend(
+                events
+                    .iter()
+                    .map(|_| Decision::Close(CloseCode::INTERNAL, "Internal error")),
+            );
+            return;
+        }
+        for verdict in verdicts {
+            decisions.push(match verdict {
+                Verdict::Allow => Decision::Forward,
+                Verdict::DetectOnly(detection) => {
+                    self.audit(direction, &detection, "detect-only");
+                    Decision::Forward
                 }
-                Event::Message(_) => match verdicts.next().unwrap_or(Verdict::Allow) {
-                    Verdict::Allow => Decision::Forward,
-                    Verdict::DetectOnly(detection) => {
-                        self.audit(direction, &detection, "detect-only");
-                        Decision::Forward
-                    }
-                    Verdict::Block {
-                        close_code,
-                        reason,
-                        detection,
-                    } => {
-                        self.audit(direction, &detection, "blocked");
-                        Decision::Close(CloseCode(close_code), reason)
-                    }
-                },
-            };
-            decisions.push(decision);
+                Verdict::Block {
+                    close_code,
+                    reason,
+                    detection,
+                } => {
+                    self.audit(direction, &detection, "blocked");
+                    Decision::Close(CloseCode(close_code), reason)
+                }
+            });
         }
     }
 }

@@ -157,6 +157,32 @@ async fn xss_split_across_three_fragments_and_tcp_writes_is_blocked_whole() {
 }
 
 #[tokio::test]
+async fn xss_in_a_ping_a_pong_or_a_close_reason_is_blocked_and_never_reaches_the_upstream() {
+    // Upstreams log close reasons and ping data, and show them in admin pages.
+    let attack = "<img src=x onerror=alert(1)>";
+    for frame in [
+        FrameSpec::ping(attack),
+        FrameSpec::new(frame::PONG, attack),
+        FrameSpec::close(1000, attack),
+    ] {
+        let (upstream, proxy) = start().await;
+        let mut client = warmed_up(&proxy, "/ws-inspected").await;
+        client.send(&frame).await;
+        client.expect_close_reason(1008, XSS_REASON).await;
+        assert_upstream_saw_only_the_warm_up(&upstream).await;
+        let leaked = upstream.frames().into_iter().any(|f| {
+            f.payload
+                .windows(attack.len())
+                .any(|w| w == attack.as_bytes())
+        });
+        assert!(
+            !leaked,
+            "the upstream got the attack in a frame of {frame:?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn json_escaped_xss_inside_a_json_string_is_blocked() {
     assert_blocked(
         r#"{"type":"chat","text":"\u003cscript\u003ealert(1)\u003c/script\u003e"}"#,

@@ -55,6 +55,10 @@ pub enum MessageDirection {
 pub enum MessageKind {
     Text,
     Binary,
+    /// What a ping or pong carries, or a close frame's reason: at most 125 bytes that the peer
+    /// may log or show, scanned when they read as text. Never rate- or size-limited (the
+    /// protocol bounds it), compressed or validated.
+    Control,
 }
 
 /// Audit tag of a detection.
@@ -457,17 +461,22 @@ impl Engine {
         if !inspected {
             return PreparedMessage::Done(None);
         }
-        let frame_limit = match message.kind {
-            MessageKind::Text => p.max_text_frame_size,
-            MessageKind::Binary => p.max_binary_frame_size,
+        let (frame_limit, frame_rule) = match message.kind {
+            MessageKind::Text => (p.max_text_frame_size, "size.text-frame"),
+            MessageKind::Binary => (p.max_binary_frame_size, "size.binary-frame"),
+            // Bounded by the protocol, never compressed, and no message to the rate limits.
+            MessageKind::Control => {
+                let payload = message.payload;
+                return self.prepare_payload(policy, conn, scan, message_index, message, payload);
+            }
         };
         if frame_limit > 0 && message.largest_frame as u64 > frame_limit {
-            let rule = match message.kind {
-                MessageKind::Text => "size.text-frame",
-                MessageKind::Binary => "size.binary-frame",
-            };
             let excerpt = format!("frame of {} bytes > {frame_limit}", message.largest_frame);
-            return PreparedMessage::Done(Some(Finding::limit(Tag::SizeLimit, rule, excerpt)));
+            return PreparedMessage::Done(Some(Finding::limit(
+                Tag::SizeLimit,
+                frame_rule,
+                excerpt,
+            )));
         }
         let message_limit = effective_limit(p.max_message_size, conn.max_message_size);
         if let Some(limit) = message_limit {
@@ -577,6 +586,7 @@ impl Engine {
                 }
                 add_binary_text(scan, message_index, payload)
             }
+            MessageKind::Control => add_binary_text(scan, message_index, payload),
         }
     }
 }

@@ -662,6 +662,47 @@ fn rate_limit_enforces_the_burst() {
 }
 
 #[test]
+fn control_frame_data_is_scanned_but_never_rate_limited() {
+    let h = Harness::new(InspectionPolicy {
+        max_messages_per_sec: 1,
+        rate_limit_burst: 1,
+        max_text_frame_size: 8,
+        ..InspectionPolicy::default()
+    });
+    let mut scratch = h.engine.alloc_scratch().unwrap();
+    let mut conn = h.conn();
+    let now = Instant::now();
+    let control = |payload: &'static [u8]| MessageRef {
+        kind: MessageKind::Control,
+        ..text(payload)
+    };
+    for _ in 0..5 {
+        assert_eq!(
+            h.engine
+                .inspect(&mut conn, &mut scratch, now, control(b"keep-alive 1234")),
+            Verdict::Allow
+        );
+    }
+    assert_eq!(
+        h.engine
+            .inspect(&mut conn, &mut scratch, now, text(b"hello")),
+        Verdict::Allow,
+        "control frames took none of the burst"
+    );
+    let attack = control(b"<svg onload=alert(1)>");
+    assert!(matches!(
+        h.engine.inspect(&mut conn, &mut scratch, now, attack),
+        Verdict::Block { close_code: 1008, detection, .. } if detection.tag == Tag::Xss
+    ));
+    // Random ping data (a counter, a nonce) does not read as text and passes unscanned.
+    let noise = control(b"\x9c\x01\xff\xfe\x80\x81;id\x00\xc3");
+    assert_eq!(
+        h.engine.inspect(&mut conn, &mut scratch, now, noise),
+        Verdict::Allow
+    );
+}
+
+#[test]
 fn detect_only_forwards_and_reports() {
     let mut h = Harness::new(InspectionPolicy {
         block_mode: false,
