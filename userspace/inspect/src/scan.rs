@@ -429,6 +429,9 @@ impl ScanScratch {
         text: &str,
         schema: Option<&jsonschema::Validator>,
     ) -> Result<u32, Finding> {
+        if let Some(data) = socketio::engineio_base64_message(text) {
+            self.add_binary_data(message, &data);
+        }
         let packet = socketio::parse(text);
         let (body, attachments) = match &packet {
             Some(p) => {
@@ -488,6 +491,15 @@ impl ScanScratch {
                 });
         self.json = buf;
         outcome
+    }
+
+    /// Binary data found inside a text message: its MessagePack strings, or itself as UTF-8.
+    fn add_binary_data(&mut self, message: usize, data: &[u8]) {
+        if !self.add_msgpack(message, data) {
+            if let Ok(text) = std::str::from_utf8(data) {
+                self.add_plain(message, text);
+            }
+        }
     }
 
     /// Adds the strings of a MessagePack message; `false` if it is not MessagePack.

@@ -285,6 +285,19 @@ fn socketio_packets_are_decoded() {
         Some(Tag::Xss)
     );
     assert_eq!(h.tag_of(r#"42["chat","hello there"]"#), None);
+    // engine.io v3 sends binary as `b4` + base64 to clients without binary support: here
+    // `' OR 1=1--` as text, and a MessagePack map {"m": "<svg onload=alert(1)>"}.
+    assert_eq!(h.tag_of("b4JyBPUiAxPTEtLQ=="), Some(Tag::Sqli));
+    assert_eq!(
+        h.tag_of("b4gaFtoW0="),
+        None,
+        "MessagePack {{\"m\": \"m\"}} holds nothing"
+    );
+    assert_eq!(
+        h.tag_of("b4gaFttTxzdmcgb25sb2FkPWFsZXJ0KDEpPg=="),
+        Some(Tag::Xss)
+    );
+    assert_eq!(h.tag_of("b4ever, ok?"), None);
 
     // A binary event announces one attachment; the next binary frame is scanned as its
     // argument even without inspect-binary, and is not subject to msgpack validation.

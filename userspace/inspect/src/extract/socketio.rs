@@ -16,6 +16,17 @@ pub struct Packet<'a> {
     pub payload: &'a str,
 }
 
+/// An engine.io v3 message packet carrying binary data in base64 (`b4` + base64: what a
+/// client without binary support sends in place of a binary frame): the data.
+pub fn engineio_base64_message(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let encoded = text.strip_prefix("b4")?;
+    base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()
+        .filter(|data| !data.is_empty())
+}
+
 /// Parses `text` as an engine.io message carrying a socket.io packet; `None` if it is not one.
 pub fn parse(text: &str) -> Option<Packet<'_>> {
     let bytes = text.as_bytes();
@@ -91,6 +102,17 @@ mod tests {
             parse("4599999999999-[]").map(|p| p.attachments),
             Some(MAX_ATTACHMENTS)
         );
+    }
+
+    #[test]
+    fn engineio_v3_base64_messages_are_decoded() {
+        assert_eq!(
+            engineio_base64_message("b4PHNjcmlwdD4=").as_deref(),
+            Some(&b"<script>"[..])
+        );
+        assert_eq!(engineio_base64_message("b4 lunch?"), None);
+        assert_eq!(engineio_base64_message("b4"), None);
+        assert_eq!(engineio_base64_message("4PHNjcmlwdD4="), None);
     }
 
     #[test]
