@@ -1,5 +1,9 @@
-//! permessage-deflate (RFC 7692) inflation with per-direction context, bounded output.
+//! permessage-deflate (RFC 7692) inflation with per-direction context, and the gzip or zlib
+//! compression applications apply to binary messages themselves; output bounded in both.
 
+use std::io::Read;
+
+use flate2::read::{GzDecoder, ZlibDecoder};
 use flate2::{Decompress, FlushDecompress, Status};
 
 /// Inflated size above which the compression ratio is checked.
@@ -115,10 +119,83 @@ impl Inflater {
     }
 }
 
+/// A binary message an application compressed itself (market data feeds send gzip or zlib):
+/// what it inflates to, at most `limit` bytes. `Ok(None)` when it starts like neither format
+/// or is corrupt (then it is no compressed data, and is read as it is). A stream cut short
+/// gives what it inflated up to the cut, as a lenient reader would.
+pub fn inflate_binary(input: &[u8], limit: usize) -> Result<Option<Vec<u8>>, InflateError> {
+    let mut reader: Box<dyn Read + '_> = if input.starts_with(&[0x1f, 0x8b, 0x08]) {
+        Box::new(GzDecoder::new(input))
+    } else if zlib_header(input) {
+        Box::new(ZlibDecoder::new(input))
+    } else {
+        return Ok(None);
+    };
+    let mut out = Vec::new();
+    let mut chunk = [0u8; CHUNK];
+    loop {
+        let read = match reader.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(_) => return Ok(None),
+        };
+        out.extend_from_slice(&chunk[..read]);
+        if out.len() > limit {
+            return Err(InflateError::TooBig);
+        }
+        if out.len() > RATIO_FLOOR && out.len() / MAX_RATIO > input.len() {
+            return Err(InflateError::Bomb);
+        }
+    }
+    Ok((!out.is_empty()).then_some(out))
+}
+
+/// RFC 1950's header: deflate with a window of at most 32 KiB, no preset dictionary, and the
+/// check bits that make the two bytes a multiple of 31.
+fn zlib_header(input: &[u8]) -> bool {
+    let [cmf, flg, ..] = *input else {
+        return false;
+    };
+    cmf & 0x0f == 8
+        && cmf >> 4 <= 7
+        && flg & 0x20 == 0
+        && (u16::from(cmf) << 8 | u16::from(flg)) % 31 == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use flate2::{Compress, Compression, FlushCompress};
+
+    #[test]
+    fn gzip_and_zlib_binary_messages_are_inflated_within_the_limit() {
+        use flate2::write::{GzEncoder, ZlibEncoder};
+        use std::io::Write;
+        let text = b"<script>alert(1)</script>".repeat(4);
+        let mut gzip = GzEncoder::new(Vec::new(), Compression::default());
+        gzip.write_all(&text).unwrap();
+        let gzip = gzip.finish().unwrap();
+        let mut zlib = ZlibEncoder::new(Vec::new(), Compression::default());
+        zlib.write_all(&text).unwrap();
+        let zlib = zlib.finish().unwrap();
+        for compressed in [&gzip, &zlib] {
+            assert_eq!(inflate_binary(compressed, 1 << 20), Ok(Some(text.clone())));
+            // Cut short: what came before the cut.
+            let cut = inflate_binary(&compressed[..compressed.len() - 6], 1 << 20);
+            assert!(
+                matches!(cut, Ok(Some(ref part)) if text.starts_with(part)),
+                "{cut:?}"
+            );
+            assert_eq!(inflate_binary(compressed, 50), Err(InflateError::TooBig));
+        }
+        assert_eq!(inflate_binary(b"\x81\xa1m\x01", 1 << 20), Ok(None));
+        assert_eq!(inflate_binary(b"\x78\x9c garbage", 1 << 20), Ok(None));
+        let mut bomb = ZlibEncoder::new(Vec::new(), Compression::best());
+        bomb.write_all(&vec![0u8; 8 << 20]).unwrap();
+        let bomb = bomb.finish().unwrap();
+        assert_eq!(inflate_binary(&bomb, 64 << 20), Err(InflateError::Bomb));
+    }
 
     /// A permessage-deflate sender: sync flush, tail stripped.
     struct Sender(Compress);

@@ -514,27 +514,31 @@ impl Engine {
         let mut inflated = std::mem::take(&mut scan.inflated);
         let outcome = match inflater.inflate(message.payload, limit, &mut inflated) {
             Ok(()) => self.prepare_payload(policy, conn, scan, message_index, message, &inflated),
-            Err(error) => PreparedMessage::Done(Some(match error {
-                InflateError::TooBig => Finding::limit(
-                    Tag::SizeLimit,
-                    "size.inflated",
-                    format!("inflated message > {limit} bytes"),
-                ),
-                InflateError::Bomb => Finding::limit(
-                    Tag::SizeLimit,
-                    "size.inflate-ratio",
-                    format!("compression ratio > {}:1", inflate::MAX_RATIO),
-                ),
-                InflateError::Corrupt => Finding::limit(
-                    Tag::SchemaInvalid,
-                    "deflate.corrupt",
-                    "invalid deflate data".into(),
-                ),
-                InflateError::Desynced => self.engine_error("engine.deflate-desynced"),
-            })),
+            Err(error) => PreparedMessage::Done(Some(self.inflate_finding(error, limit))),
         };
         scan.inflated = inflated;
         outcome
+    }
+
+    fn inflate_finding(&self, error: InflateError, limit: usize) -> Finding {
+        match error {
+            InflateError::TooBig => Finding::limit(
+                Tag::SizeLimit,
+                "size.inflated",
+                format!("inflated message > {limit} bytes"),
+            ),
+            InflateError::Bomb => Finding::limit(
+                Tag::SizeLimit,
+                "size.inflate-ratio",
+                format!("compression ratio > {}:1", inflate::MAX_RATIO),
+            ),
+            InflateError::Corrupt => Finding::limit(
+                Tag::SchemaInvalid,
+                "deflate.corrupt",
+                "invalid deflate data".into(),
+            ),
+            InflateError::Desynced => self.engine_error("engine.deflate-desynced"),
+        }
     }
 
     fn prepare_payload(
@@ -567,12 +571,23 @@ impl Engine {
             }
             MessageKind::Binary => {
                 // A socket.io attachment is an event argument the application reads.
-                if state.pending_attachments > 0 {
+                let attachment = state.pending_attachments > 0;
+                if attachment {
                     state.pending_attachments -= 1;
-                    return add_binary_text(scan, message_index, payload);
-                }
-                if !(p.msgpack_validation || p.inspect_binary) {
+                } else if !(p.msgpack_validation || p.inspect_binary) {
                     return PreparedMessage::Done(None);
+                }
+                let limit = effective_limit(p.max_message_size, conn.max_message_size)
+                    .unwrap_or(DEFAULT_INFLATE_LIMIT);
+                let inflated = match inflate::inflate_binary(payload, limit) {
+                    Ok(inflated) => inflated,
+                    Err(error) => {
+                        return PreparedMessage::Done(Some(self.inflate_finding(error, limit)))
+                    }
+                };
+                let payload = inflated.as_deref().unwrap_or(payload);
+                if attachment {
+                    return add_binary_text(scan, message_index, payload);
                 }
                 if scan.add_msgpack(message_index, payload) {
                     return PreparedMessage::Scanned;

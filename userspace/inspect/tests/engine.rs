@@ -675,6 +675,48 @@ fn rate_limit_enforces_the_burst() {
 }
 
 #[test]
+fn binary_messages_the_application_compressed_are_inflated_and_scanned() {
+    let mut h = Harness::new(InspectionPolicy {
+        inspect_binary: true,
+        ..InspectionPolicy::default()
+    });
+    let gzip = |data: &[u8]| {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), Compression::default());
+        encoder.write_all(data).unwrap();
+        encoder.finish().unwrap()
+    };
+    let zlib = |data: &[u8]| {
+        let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), Compression::default());
+        encoder.write_all(data).unwrap();
+        encoder.finish().unwrap()
+    };
+    let attack = br#"{"op":"sub","args":["<img src=x onerror=alert(1)>"]}"#;
+    assert_eq!(h.tag_of_binary(&gzip(attack)), Some(Tag::Xss));
+    assert_eq!(h.tag_of_binary(&zlib(attack)), Some(Tag::Xss));
+    let packed = msgpack(&rmpv::Value::Array(vec!["'; DROP TABLE users--".into()]));
+    assert_eq!(h.tag_of_binary(&gzip(&packed)), Some(Tag::Sqli));
+    let tick = br#"{"ch":"market.btcusdt.kline.1min","tick":{"open":42000.5,"close":42010}}"#;
+    assert_eq!(h.tag_of_binary(&gzip(tick)), None);
+    // Past the message size limit once inflated: 1009, as for permessage-deflate.
+    let h = Harness::new(InspectionPolicy {
+        inspect_binary: true,
+        max_message_size: 1000,
+        ..InspectionPolicy::default()
+    });
+    let mut conn = h.conn();
+    let mut scratch = h.engine.alloc_scratch().unwrap();
+    let big = gzip(&[b'a'; 5000]);
+    assert!(matches!(
+        h.engine
+            .inspect(&mut conn, &mut scratch, Instant::now(), binary(&big)),
+        Verdict::Block {
+            close_code: 1009,
+            ..
+        }
+    ));
+}
+
+#[test]
 fn control_frame_data_is_scanned_but_never_rate_limited() {
     let h = Harness::new(InspectionPolicy {
         max_messages_per_sec: 1,
