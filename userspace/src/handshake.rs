@@ -103,10 +103,30 @@ pub fn validate_client_upgrade(
             ))
         }
     }
+    // RFC 6455 section 4.1: subprotocol names are HTTP tokens; anything else is no protocol
+    // an upstream could agree to, only text for it to log.
+    let protocols_ok = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .all(|v| v.as_bytes().split(|&b| b == b',').all(is_token));
+    if !protocols_ok {
+        return Err(Rejection::bad_request(
+            "Sec-WebSocket-Protocol must list tokens",
+        ));
+    }
     Ok(ClientUpgrade {
         key,
         deflate_offer: deflate_offer(headers),
     })
+}
+
+/// An HTTP token (RFC 9110 section 5.6.2) between optional whitespace.
+fn is_token(item: &[u8]) -> bool {
+    let item = item.trim_ascii();
+    !item.is_empty()
+        && item
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// The permessage-deflate offers among the client's extension offers, joined into one header
@@ -400,6 +420,16 @@ mod tests {
         };
         assert_eq!(
             check(Method::GET, Version::HTTP_11, &no_conn),
+            StatusCode::BAD_REQUEST
+        );
+        let markup_protocol = |h: &mut HeaderMap| {
+            h.insert(
+                header::SEC_WEBSOCKET_PROTOCOL,
+                HeaderValue::from_static("chat, <script>alert(1)</script>"),
+            );
+        };
+        assert_eq!(
+            check(Method::GET, Version::HTTP_11, &markup_protocol),
             StatusCode::BAD_REQUEST
         );
         let v8 = |h: &mut HeaderMap| {

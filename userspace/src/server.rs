@@ -239,6 +239,10 @@ async fn websocket<S: ClientStream>(
                 return resp;
             }
         };
+    if let Some(refusal) = query_refusal(&app, route_index, conn, req.uri()) {
+        shared.metrics.handshake("rejected");
+        return refusal;
+    }
     let limits = &route.websocket;
     let Some(slot) = shared.limits.try_acquire(
         &route.name,
@@ -582,6 +586,9 @@ async fn proxy_http(
     conn: &Connection,
 ) -> Response<Body> {
     let app = &conn.worker.app;
+    if let Some(refusal) = query_refusal(app, route_index, conn, req.uri()) {
+        return refusal;
+    }
     let (parts, body) = req.into_parts();
     // A route that inspects WebSocket messages inspects request bodies too: otherwise the same
     // payload would pass over HTTP (socket.io's polling transport, for one).
@@ -619,6 +626,33 @@ async fn proxy_http(
             text(StatusCode::BAD_GATEWAY, "upstream unavailable\n")
         }
     }
+}
+
+/// The query string's parameter names and values, judged on a route that inspects client
+/// messages before anything goes upstream: applications read a room, a nickname or a search
+/// from the upgrade's URL as they read messages. A block answers 403.
+fn query_refusal(
+    app: &App,
+    route_index: usize,
+    conn: &Connection,
+    uri: &http::Uri,
+) -> Option<Response<Body>> {
+    let query = uri.query()?;
+    let items: Vec<&[u8]> = query
+        .split('&')
+        .flat_map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            [name.as_bytes(), value.as_bytes()]
+        })
+        .filter(|item| !item.is_empty())
+        .collect();
+    let [mut inspector, _] = inspectors(app, route_index, &conn.worker.shared, conn.peer, None);
+    let mut decisions = Vec::with_capacity(items.len());
+    inspector.inspect_metadata(Direction::Inbound, &items, &mut decisions);
+    decisions.into_iter().find_map(|decision| match decision {
+        Decision::Close(_, reason) => Some(text(StatusCode::FORBIDDEN, &format!("{reason}\n"))),
+        Decision::Forward => None,
+    })
 }
 
 /// The request body to forward: as it came when the route inspects nothing, otherwise read

@@ -28,6 +28,15 @@ pub enum Decision {
 /// Decides on the events one read produced, as a batch, pushing one decision per event.
 pub trait MessageInspector: Send {
     fn inspect(&mut self, direction: Direction, events: &[Event], decisions: &mut Vec<Decision>);
+
+    /// Decides on text that travels beside the messages (a handshake's query parameters),
+    /// pushing one decision per item.
+    fn inspect_metadata(
+        &mut self,
+        direction: Direction,
+        items: &[&[u8]],
+        decisions: &mut Vec<Decision>,
+    );
 }
 
 /// A direction that no policy inspects.
@@ -36,6 +45,10 @@ pub struct PassThrough;
 impl MessageInspector for PassThrough {
     fn inspect(&mut self, _: Direction, events: &[Event], decisions: &mut Vec<Decision>) {
         decisions.extend(events.iter().map(|_| Decision::Forward));
+    }
+
+    fn inspect_metadata(&mut self, _: Direction, items: &[&[u8]], decisions: &mut Vec<Decision>) {
+        decisions.extend(items.iter().map(|_| Decision::Forward));
     }
 }
 
@@ -136,18 +149,54 @@ impl MessageInspector for EngineInspector {
                     largest_frame: msg.fragments.iter().copied().max().unwrap_or(0),
                 },
                 // What the peer may log or show: a ping's or pong's data, a close's reason.
-                Event::Control(ctrl) => MessageRef {
-                    direction: message_direction(direction),
-                    kind: MessageKind::Control,
-                    compressed: false,
-                    payload: match ctrl.close_code_reason() {
+                Event::Control(ctrl) => metadata(
+                    direction,
+                    match ctrl.close_code_reason() {
                         Some((_, reason)) => reason.as_bytes(),
                         None => &ctrl.payload,
                     },
-                    largest_frame: ctrl.payload.len(),
-                },
+                ),
             })
             .collect();
+        let data_messages = events
+            .iter()
+            .filter(|e| matches!(e, Event::Message(_)))
+            .count();
+        self.decide(direction, &messages, data_messages, decisions);
+    }
+
+    fn inspect_metadata(
+        &mut self,
+        direction: Direction,
+        items: &[&[u8]],
+        decisions: &mut Vec<Decision>,
+    ) {
+        let items: Vec<MessageRef<'_>> =
+            items.iter().map(|item| metadata(direction, item)).collect();
+        self.decide(direction, &items, 0, decisions);
+    }
+}
+
+fn metadata(direction: Direction, payload: &[u8]) -> MessageRef<'_> {
+    MessageRef {
+        direction: message_direction(direction),
+        kind: MessageKind::Metadata,
+        compressed: false,
+        payload,
+        largest_frame: payload.len(),
+    }
+}
+
+impl EngineInspector {
+    /// Runs `messages` (of which `data_messages` are messages, the rest metadata) through the
+    /// engine as one batch, pushing one decision each.
+    fn decide(
+        &mut self,
+        direction: Direction,
+        messages: &[MessageRef<'_>],
+        data_messages: usize,
+        decisions: &mut Vec<Decision>,
+    ) {
         let started = Instant::now();
         let mut verdicts = Vec::with_capacity(messages.len());
         let scanned = {
@@ -157,22 +206,18 @@ impl MessageInspector for EngineInspector {
                 .unwrap_or_else(|poison| poison.into_inner());
             self.with_scratch(|scratch| {
                 self.engine
-                    .inspect_batch(&mut state, scratch, started, &messages, &mut verdicts)
+                    .inspect_batch(&mut state, scratch, started, messages, &mut verdicts)
             })
         };
         let metrics = &self.shared.metrics;
         metrics
             .inspection_latency
             .observe(started.elapsed().as_secs_f64());
-        let data_messages = events
-            .iter()
-            .filter(|e| matches!(e, Event::Message(_)))
-            .count();
         metrics.messages_inspected.inc_by(data_messages as u64);
         if scanned.is_none() {
             metrics.inspection_errors.inc();
             decisions.extend(
-                events
+                messages
                     .iter()
                     .map(|_| Decision::Close(CloseCode::INTERNAL, "Internal error")),
             );

@@ -56,3 +56,37 @@ async fn attacks_over_socketio_polling_get_403_and_never_reach_the_upstream() {
     );
     assert!(bodies[0].contains("bring snacks"));
 }
+
+#[tokio::test]
+async fn an_attack_in_a_requests_query_string_gets_403_and_is_not_forwarded() {
+    let upstream = Upstream::echo().await;
+    let proxy = Proxy::start_inspected(upstream.addr, None).await;
+    let get = |query: &str| {
+        format!(
+            "GET /socket.io/?EIO=4&transport=polling&{query} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            proxy.addr
+        )
+        .into_bytes()
+    };
+    let response = support::http::request(proxy.addr, &get("name=%3Csvg%20onload%3Dalert(1)%3E"))
+        .await
+        .unwrap();
+    assert_eq!(response.status, 403, "{}", response.body_text());
+    assert_eq!(response.body_text(), "Policy violation: XSS detected\n");
+    let response = support::http::request(proxy.addr, &get("name=alice&t=Nz1aB"))
+        .await
+        .unwrap();
+    assert_eq!(response.status, 200, "{}", proxy.log_tail());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let paths: Vec<String> = upstream
+        .requests()
+        .iter()
+        .map(|(head, _)| head.path.clone())
+        .collect();
+    assert_eq!(
+        paths.len(),
+        1,
+        "only the benign request is forwarded: {paths:?}"
+    );
+    assert!(paths[0].contains("name=alice"), "{paths:?}");
+}

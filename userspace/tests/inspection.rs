@@ -183,6 +183,32 @@ async fn xss_in_a_ping_a_pong_or_a_close_reason_is_blocked_and_never_reaches_the
 }
 
 #[tokio::test]
+async fn an_attack_in_the_upgrades_query_string_gets_403_and_no_upstream_connection() {
+    let (upstream, proxy) = start().await;
+    for path in [
+        "/ws-inspected?room=%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+        "/ws-inspected?room=lobby&nick=x%27%20OR%20%271%27%3D%271",
+        "/ws-inspected?cmd=x;cat+/etc/passwd",
+    ] {
+        match RawClient::handshake(proxy.addr, &HandshakeRequest::new(path)).await {
+            Ok(_) => panic!("{path} was upgraded"),
+            Err(refusal) => assert_eq!(refusal.status, 403, "{path}"),
+        }
+    }
+    assert!(upstream.events().is_empty(), "{:?}", upstream.events());
+    // Ordinary parameters, a token and a search that reads like SQL pass.
+    let benign = "/ws-inspected?room=general&nick=O%27Brien&q=select+a+seat&debug&token=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln";
+    let mut client = RawClient::handshake(proxy.addr, &HandshakeRequest::new(benign))
+        .await
+        .unwrap_or_else(|refusal| panic!("{refusal:?}\n{}", proxy.log_tail()));
+    client.send(&FrameSpec::text(WARM_UP)).await;
+    assert_eq!(
+        client.read_message().await,
+        (frame::TEXT, WARM_UP.as_bytes().to_vec())
+    );
+}
+
+#[tokio::test]
 async fn json_escaped_xss_inside_a_json_string_is_blocked() {
     assert_blocked(
         r#"{"type":"chat","text":"\u003cscript\u003ealert(1)\u003c/script\u003e"}"#,

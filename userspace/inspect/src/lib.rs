@@ -55,10 +55,11 @@ pub enum MessageDirection {
 pub enum MessageKind {
     Text,
     Binary,
-    /// What a ping or pong carries, or a close frame's reason: at most 125 bytes that the peer
-    /// may log or show, scanned when they read as text. Never rate- or size-limited (the
-    /// protocol bounds it), compressed or validated.
-    Control,
+    /// Text beside the messages that the peer may log, show or act on: what a ping or pong
+    /// carries, a close frame's reason, a handshake's query parameter. Scanned when it reads as
+    /// text; never rate- or size-limited (the protocol and the request head bound it),
+    /// compressed or validated.
+    Metadata,
 }
 
 /// Audit tag of a detection.
@@ -465,7 +466,7 @@ impl Engine {
             MessageKind::Text => (p.max_text_frame_size, "size.text-frame"),
             MessageKind::Binary => (p.max_binary_frame_size, "size.binary-frame"),
             // Bounded by the protocol, never compressed, and no message to the rate limits.
-            MessageKind::Control => {
+            MessageKind::Metadata => {
                 let payload = message.payload;
                 return self.prepare_payload(policy, conn, scan, message_index, message, payload);
             }
@@ -601,7 +602,7 @@ impl Engine {
                 }
                 add_binary_text(scan, message_index, payload)
             }
-            MessageKind::Control => add_binary_text(scan, message_index, payload),
+            MessageKind::Metadata => add_binary_text(scan, message_index, payload),
         }
     }
 }

@@ -717,7 +717,7 @@ fn binary_messages_the_application_compressed_are_inflated_and_scanned() {
 }
 
 #[test]
-fn control_frame_data_is_scanned_but_never_rate_limited() {
+fn metadata_is_scanned_but_never_rate_limited() {
     let h = Harness::new(InspectionPolicy {
         max_messages_per_sec: 1,
         rate_limit_burst: 1,
@@ -728,7 +728,7 @@ fn control_frame_data_is_scanned_but_never_rate_limited() {
     let mut conn = h.conn();
     let now = Instant::now();
     let control = |payload: &'static [u8]| MessageRef {
-        kind: MessageKind::Control,
+        kind: MessageKind::Metadata,
         ..text(payload)
     };
     for _ in 0..5 {
