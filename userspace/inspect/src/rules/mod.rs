@@ -706,6 +706,15 @@ pub const BUILTIN: &[Rule] = &[
         C::None,
         SHELL,
     ),
+    // Bytes spelled as escapes inside a shell's `$'...'` quoting (`$'\x69\x64'` is `id`):
+    // nothing but obfuscation writes two in a row.
+    rule(
+        "cmdi.ansi-c-escapes",
+        Cmd,
+        r"\$'[^'\n]{0,40}(?:\\(?:x[0-9a-f]{1,2}|[0-7]{1,3}|u[0-9a-f]{4})){2}",
+        C::None,
+        SHELL_LITERAL,
+    ),
     // A Log4j JNDI lookup (`${jndi:ldap://...}`) loads and runs remote code; the lookup's own
     // syntax hides its name (`${${lower:j}ndi:`, `${j${::-n}di:`), which no other text nests.
     rule(
@@ -750,7 +759,7 @@ pub const BUILTIN: &[Rule] = &[
     rule(
         "cmdi.powershell",
         Cmd,
-        r"(?:\biex ?\(|\binvoke-(?:expression|webrequest|restmethod|wmimethod)\b|\bnew-object (?:-typename )?(?:system\.)?net\.webclient\b|\.download(?:string|file|data) ?\(|\b(?:powershell|pwsh)(?:\.exe)? (?:[^\n]{0,60} )?-(?:e|ec|enc|encodedcommand|nop|noprofile|w hidden|windowstyle hidden|ep bypass|exec bypass|executionpolicy bypass)\b)",
+        r"(?:\biex ?\(|\b(?:iwr|irm|curl|wget|invoke-webrequest|invoke-restmethod)\b[^|\n]{0,80}\| ?(?:iex|invoke-expression)\b|\binvoke-(?:expression|webrequest|restmethod|wmimethod)\b|\bnew-object (?:-typename )?(?:system\.)?net\.webclient\b|\.download(?:string|file|data) ?\(|\b(?:powershell|pwsh)(?:\.exe)? (?:[^\n]{0,60} )?-(?:e|ec|enc|encodedcommand|nop|noprofile|w hidden|windowstyle hidden|ep bypass|exec bypass|executionpolicy bypass)\b)",
         C::None,
         SHELL,
     ),
