@@ -429,6 +429,8 @@ impl ScanScratch {
         text: &str,
         schema: Option<&jsonschema::Validator>,
     ) -> Result<u32, Finding> {
+        // A byte order mark is no text, and parsers that accept JSON after one are common.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         if let Some(data) = socketio::engineio_base64_message(text) {
             self.add_binary_data(message, &data);
         }

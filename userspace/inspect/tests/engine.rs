@@ -276,6 +276,15 @@ fn json_strings_and_keys_are_decoded() {
     );
     // JSON structure itself (quotes, colons) is not mistaken for SQL.
     assert_eq!(h.tag_of(r#"{"a":"x","or":"1","b":"=1"}"#), None);
+    // After a byte order mark it is still JSON, its strings decoded.
+    assert_eq!(
+        h.tag_of("\u{feff}{\"msg\":\"\\u003cscript\\u003ealert(1)\"}"),
+        Some(Tag::Xss)
+    );
+    assert_eq!(
+        h.tag_of("\u{feff}{\"a\":\"x\",\"or\":\"1\",\"b\":\"=1\"}"),
+        None
+    );
 }
 
 #[test]
