@@ -239,7 +239,7 @@ async fn websocket<S: ClientStream>(
                 return resp;
             }
         };
-    if let Some(refusal) = query_refusal(&app, route_index, conn, req.uri()) {
+    if let Some(refusal) = target_refusal(&app, route_index, conn, req.uri()) {
         shared.metrics.handshake("rejected");
         return refusal;
     }
@@ -586,7 +586,7 @@ async fn proxy_http(
     conn: &Connection,
 ) -> Response<Body> {
     let app = &conn.worker.app;
-    if let Some(refusal) = query_refusal(app, route_index, conn, req.uri()) {
+    if let Some(refusal) = target_refusal(app, route_index, conn, req.uri()) {
         return refusal;
     }
     let (parts, body) = req.into_parts();
@@ -628,23 +628,31 @@ async fn proxy_http(
     }
 }
 
-/// The query string's parameter names and values, judged on a route that inspects client
-/// messages before anything goes upstream: applications read a room, a nickname or a search
-/// from the upgrade's URL as they read messages. A block answers 403.
-fn query_refusal(
+/// The request target's path segments and query parameter names and values, judged on a route
+/// that inspects client messages before anything goes upstream: applications read a room, a
+/// nickname or a search from the upgrade's URL as they read messages. A block answers 403.
+fn target_refusal(
     app: &App,
     route_index: usize,
     conn: &Connection,
     uri: &http::Uri,
 ) -> Option<Response<Body>> {
-    let query = uri.query()?;
-    let items: Vec<&[u8]> = query
-        .split('&')
-        .flat_map(|pair| {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            [name.as_bytes(), value.as_bytes()]
-        })
+    let target = uri.path_and_query()?.as_str();
+    // Ids, slugs and numbers, the usual target, carry nothing to judge.
+    let plain = |b: &u8| b.is_ascii_alphanumeric() || b"/._~-?&=".contains(b);
+    if target.as_bytes().iter().all(plain) {
+        return None;
+    }
+    let query = uri.query().unwrap_or("").split('&').flat_map(|pair| {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        [name, value]
+    });
+    let items: Vec<&[u8]> = uri
+        .path()
+        .split('/')
+        .chain(query)
         .filter(|item| !item.is_empty())
+        .map(str::as_bytes)
         .collect();
     let [mut inspector, _] = inspectors(app, route_index, &conn.worker.shared, conn.peer, None);
     let mut decisions = Vec::with_capacity(items.len());

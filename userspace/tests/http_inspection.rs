@@ -58,7 +58,7 @@ async fn attacks_over_socketio_polling_get_403_and_never_reach_the_upstream() {
 }
 
 #[tokio::test]
-async fn an_attack_in_a_requests_query_string_gets_403_and_is_not_forwarded() {
+async fn an_attack_in_a_requests_path_or_query_gets_403_and_is_not_forwarded() {
     let upstream = Upstream::echo().await;
     let proxy = Proxy::start_inspected(upstream.addr, None).await;
     let get = |query: &str| {
@@ -73,6 +73,15 @@ async fn an_attack_in_a_requests_query_string_gets_403_and_is_not_forwarded() {
         .unwrap();
     assert_eq!(response.status, 403, "{}", response.body_text());
     assert_eq!(response.body_text(), "Policy violation: XSS detected\n");
+    // A path segment under a prefix route is read by applications as much as a parameter.
+    let in_path = format!(
+        "GET /socket.io/rooms/%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E/ HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        proxy.addr
+    );
+    let response = support::http::request(proxy.addr, in_path.as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(response.status, 403, "{}", response.body_text());
     let response = support::http::request(proxy.addr, &get("name=alice&t=Nz1aB"))
         .await
         .unwrap();
