@@ -642,6 +642,7 @@ fn head_refusal<B>(
     conn: &Connection,
     req: &Request<B>,
 ) -> Option<Response<Body>> {
+    let mut inspector = request_inspector(app, route_index, conn)?;
     let uri = req.uri();
     let target = uri.path_and_query().map_or("", |pq| pq.as_str());
     // Ids, slugs and numbers, the usual target, carry nothing to judge.
@@ -666,11 +667,38 @@ fn head_refusal<B>(
     if items.is_empty() {
         return None;
     }
-    let [mut inspector, _] = inspectors(app, route_index, &conn.worker.shared, conn.peer, None);
     let mut decisions = Vec::with_capacity(items.len());
     inspector.inspect_metadata(Direction::Inbound, &items, &mut decisions);
-    decisions.into_iter().find_map(|decision| match decision {
-        Decision::Close(_, reason) => Some(text(StatusCode::FORBIDDEN, &format!("{reason}\n"))),
+    refusal(&decisions)
+}
+
+/// The client-message inspector of a route, for what a plain request carries; `None` when the
+/// route inspects no client messages.
+fn request_inspector(
+    app: &App,
+    route_index: usize,
+    conn: &Connection,
+) -> Option<Box<dyn MessageInspector>> {
+    let (Some(engine), Some(policy)) = (&app.engine, app.route_policies[route_index]) else {
+        return None;
+    };
+    if !engine.inspects(policy, MessageDirection::Inbound) {
+        return None;
+    }
+    let [inspector, _] = inspectors(app, route_index, &conn.worker.shared, conn.peer, None);
+    Some(inspector)
+}
+
+/// The answer to a request an inspector refused part of: 413 for size, 403 otherwise.
+fn refusal(decisions: &[Decision]) -> Option<Response<Body>> {
+    decisions.iter().find_map(|decision| match *decision {
+        Decision::Close(code, reason) => {
+            let status = match code {
+                CloseCode::TOO_BIG => StatusCode::PAYLOAD_TOO_LARGE,
+                _ => StatusCode::FORBIDDEN,
+            };
+            Some(text(status, &format!("{reason}\n")))
+        }
         Decision::Forward => None,
     })
 }
@@ -684,12 +712,9 @@ async fn inspect_http_body(
     conn: &Connection,
     body: Incoming,
 ) -> Result<Body, Response<Body>> {
-    let (Some(engine), Some(policy)) = (&app.engine, app.route_policies[route_index]) else {
+    let Some(mut inspector) = request_inspector(app, route_index, conn) else {
         return Ok(body.boxed());
     };
-    if !engine.inspects(policy, MessageDirection::Inbound) {
-        return Ok(body.boxed());
-    }
     let route = app.route(route_index);
     let limit = route.websocket.max_message_size;
     let bytes = match http_body_util::Limited::new(body, limit).collect().await {
@@ -718,17 +743,10 @@ async fn inspect_http_body(
             })
         })
         .collect();
-    let [mut inspector, _] = inspectors(app, route_index, &conn.worker.shared, conn.peer, None);
     let mut decisions = Vec::with_capacity(events.len());
     inspector.inspect(Direction::Inbound, &events, &mut decisions);
-    for decision in decisions {
-        if let Decision::Close(code, reason) = decision {
-            let status = match code {
-                CloseCode::TOO_BIG => StatusCode::PAYLOAD_TOO_LARGE,
-                _ => StatusCode::FORBIDDEN,
-            };
-            return Err(text(status, &format!("{reason}\n")));
-        }
+    if let Some(refused) = refusal(&decisions) {
+        return Err(refused);
     }
     Ok(Full::new(bytes).map_err(|never| match never {}).boxed())
 }

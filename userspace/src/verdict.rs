@@ -158,11 +158,7 @@ impl MessageInspector for EngineInspector {
                 ),
             })
             .collect();
-        let data_messages = events
-            .iter()
-            .filter(|e| matches!(e, Event::Message(_)))
-            .count();
-        self.decide(direction, &messages, data_messages, decisions);
+        self.decide(direction, &messages, decisions);
     }
 
     fn inspect_metadata(
@@ -173,7 +169,7 @@ impl MessageInspector for EngineInspector {
     ) {
         let items: Vec<MessageRef<'_>> =
             items.iter().map(|item| metadata(direction, item)).collect();
-        self.decide(direction, &items, 0, decisions);
+        self.decide(direction, &items, decisions);
     }
 }
 
@@ -188,13 +184,11 @@ fn metadata(direction: Direction, payload: &[u8]) -> MessageRef<'_> {
 }
 
 impl EngineInspector {
-    /// Runs `messages` (of which `data_messages` are messages, the rest metadata) through the
-    /// engine as one batch, pushing one decision each.
+    /// Runs `messages` through the engine as one batch, pushing one decision each.
     fn decide(
         &mut self,
         direction: Direction,
         messages: &[MessageRef<'_>],
-        data_messages: usize,
         decisions: &mut Vec<Decision>,
     ) {
         let started = Instant::now();
@@ -213,6 +207,10 @@ impl EngineInspector {
         metrics
             .inspection_latency
             .observe(started.elapsed().as_secs_f64());
+        let data_messages = messages
+            .iter()
+            .filter(|m| m.kind != MessageKind::Metadata)
+            .count();
         metrics.messages_inspected.inc_by(data_messages as u64);
         if scanned.is_none() {
             metrics.inspection_errors.inc();

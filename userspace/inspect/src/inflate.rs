@@ -94,12 +94,7 @@ impl Inflater {
                     .decompress_vec(&chunk[consumed..], out, FlushDecompress::Sync)
                     .map_err(|_| InflateError::Corrupt)?;
                 consumed += (self.decompress.total_in() - in_before) as usize;
-                if out.len() > limit {
-                    return Err(InflateError::TooBig);
-                }
-                if out.len() > RATIO_FLOOR && out.len() / MAX_RATIO > input.len() {
-                    return Err(InflateError::Bomb);
-                }
+                check_output(out.len(), input.len(), limit)?;
                 if status == Status::StreamEnd {
                     self.needs_reset = true;
                     return Ok(());
@@ -141,14 +136,20 @@ pub fn inflate_binary(input: &[u8], limit: usize) -> Result<Option<Vec<u8>>, Inf
             Err(_) => return Ok(None),
         };
         out.extend_from_slice(&chunk[..read]);
-        if out.len() > limit {
-            return Err(InflateError::TooBig);
-        }
-        if out.len() > RATIO_FLOOR && out.len() / MAX_RATIO > input.len() {
-            return Err(InflateError::Bomb);
-        }
+        check_output(out.len(), input.len(), limit)?;
     }
     Ok((!out.is_empty()).then_some(out))
+}
+
+/// `output` bytes inflated so far from `input` bytes: within `limit`, and not a bomb.
+fn check_output(output: usize, input: usize, limit: usize) -> Result<(), InflateError> {
+    if output > limit {
+        return Err(InflateError::TooBig);
+    }
+    if output > RATIO_FLOOR && output / MAX_RATIO > input {
+        return Err(InflateError::Bomb);
+    }
+    Ok(())
 }
 
 /// RFC 1950's header: deflate with a window of at most 32 KiB, no preset dictionary, and the

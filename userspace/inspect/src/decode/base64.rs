@@ -22,15 +22,19 @@ pub fn decode_text(s: &str) -> Option<String> {
     if s.len() < MIN_ENCODED_LEN {
         return None;
     }
-    // The decoder refuses other bytes, a mix of the alphabets, `=` inside and over-long
-    // padding.
-    let url_safe = s.bytes().any(|b| b == b'-' || b == b'_');
-    let engine = if url_safe { &URL_SAFE } else { &STANDARD };
-    let text = String::from_utf8(engine.decode(s).ok()?).ok()?;
+    let text = String::from_utf8(decode(s)?).ok()?;
     let printable = text
         .chars()
         .all(|c| !c.is_control() || matches!(c, '\t' | '\n' | '\r'));
     printable.then_some(text)
+}
+
+/// The bytes `s` encodes in base64, standard or URL-safe alphabet, padded or not. The decoder
+/// refuses other bytes, a mix of the alphabets, `=` inside and over-long padding.
+pub fn decode(s: &str) -> Option<Vec<u8>> {
+    let url_safe = s.bytes().any(|b| b == b'-' || b == b'_');
+    let engine = if url_safe { &URL_SAFE } else { &STANDARD };
+    engine.decode(s).ok()
 }
 
 #[cfg(test)]

@@ -19,12 +19,7 @@ pub struct Packet<'a> {
 /// An engine.io v3 message packet carrying binary data in base64 (`b4` + base64: what a
 /// client without binary support sends in place of a binary frame): the data.
 pub fn engineio_base64_message(text: &str) -> Option<Vec<u8>> {
-    use base64::Engine as _;
-    let encoded = text.strip_prefix("b4")?;
-    base64::engine::general_purpose::STANDARD
-        .decode(encoded)
-        .ok()
-        .filter(|data| !data.is_empty())
+    crate::decode::base64::decode(text.strip_prefix("b4")?).filter(|data| !data.is_empty())
 }
 
 /// Parses `text` as an engine.io message carrying a socket.io packet; `None` if it is not one.
