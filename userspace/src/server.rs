@@ -160,7 +160,13 @@ fn served() {
     });
 }
 
-async fn handle<S: ClientStream>(req: Request<Incoming>, conn: Arc<Connection>) -> Response<Body> {
+async fn handle<S: ClientStream>(
+    mut req: Request<Incoming>,
+    conn: Arc<Connection>,
+) -> Response<Body> {
+    if let Err(problem) = settle_host(&mut req) {
+        return text(StatusCode::BAD_REQUEST, problem);
+    }
     let app = &conn.worker.app;
     let headers: Vec<(&str, &[u8])> = req
         .headers()
@@ -190,6 +196,27 @@ async fn handle<S: ClientStream>(req: Request<Incoming>, conn: Arc<Connection>) 
             }
         }
     }
+}
+
+/// RFC 9112's rules for the request's host, which a proxy enforces so that the route and the
+/// upstream cannot be shown different hosts: exactly one Host header on HTTP/1.1 (two let a
+/// route match one and the upstream read the other), and an absolute-form target's authority
+/// in its place, as the RFC says the server must read it. Body framing needs nothing here:
+/// hyper refuses conflicting lengths and answers a Content-Length beside Transfer-Encoding
+/// once, by the chunked body, then closes the connection, so nothing can be smuggled after it.
+fn settle_host(req: &mut Request<Incoming>) -> Result<(), &'static str> {
+    let headers = req.headers();
+    match headers.get_all(header::HOST).iter().count() {
+        0 if req.version() == Version::HTTP_11 => return Err("HTTP/1.1 request without a Host\n"),
+        0 | 1 => {}
+        _ => return Err("more than one Host header\n"),
+    }
+    if let Some(authority) = req.uri().authority() {
+        let host = HeaderValue::from_str(authority.as_str())
+            .map_err(|_| "invalid authority in the request target\n")?;
+        req.headers_mut().insert(header::HOST, host);
+    }
+    Ok(())
 }
 
 fn health(shared: &Shared) -> Response<Body> {
@@ -719,12 +746,13 @@ async fn inspect_http_body(
     let limit = route.websocket.max_message_size;
     let bytes = match http_body_util::Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(_) => {
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => {
             return Err(text(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "request body too large\n",
             ))
         }
+        Err(_) => return Err(text(StatusCode::BAD_REQUEST, "malformed request body\n")),
     };
     let events: Vec<frameguard_codec::Event> = bytes
         .split(|&b| b == 0x1e)

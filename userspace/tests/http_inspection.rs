@@ -99,3 +99,20 @@ async fn an_attack_in_a_requests_path_or_query_gets_403_and_is_not_forwarded() {
     );
     assert!(paths[0].contains("name=alice"), "{paths:?}");
 }
+
+#[tokio::test]
+async fn a_malformed_chunked_body_on_an_inspected_route_gets_400_not_413() {
+    let upstream = Upstream::echo().await;
+    let proxy = Proxy::start_inspected(upstream.addr, None).await;
+    let request = format!(
+        "POST /socket.io/?EIO=4&transport=polling&sid=abc HTTP/1.1\r\nHost: {}\r\n\
+         Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+        proxy.addr
+    );
+    let response = support::http::request(proxy.addr, request.as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(response.status, 400, "{}", response.body_text());
+    assert_eq!(response.body_text(), "malformed request body\n");
+    assert!(upstream.requests().is_empty());
+}

@@ -3,6 +3,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use support::client::tcp_connect;
 use support::proxy::Proxy;
 use support::upstream::Upstream;
@@ -74,5 +76,86 @@ async fn x_forwarded_for_from_the_client_is_extended_with_its_address() {
     assert_eq!(
         requests[0].0.header("x-forwarded-for"),
         Some("203.0.113.9, 127.0.0.1")
+    );
+}
+
+#[tokio::test]
+async fn a_request_without_exactly_one_host_gets_400_and_is_not_forwarded() {
+    let upstream = Upstream::echo().await;
+    let proxy = Proxy::start(upstream.addr).await;
+    for (request, why) in [
+        (
+            "GET /api/a HTTP/1.1\r\nHost: public.test\r\nHost: internal.test\r\n\r\n",
+            "more than one Host header",
+        ),
+        (
+            "GET /api/b HTTP/1.1\r\n\r\n",
+            "HTTP/1.1 request without a Host",
+        ),
+    ] {
+        let resp = support::http::request(proxy.addr, request.as_bytes())
+            .await
+            .expect("response");
+        assert_eq!(resp.status, 400, "{request:?}: {resp:?}");
+        assert_eq!(resp.body_text().trim_end(), why);
+    }
+    // HTTP/1.0 has no Host requirement.
+    let resp = support::http::request(proxy.addr, b"GET /api/c HTTP/1.0\r\n\r\n")
+        .await
+        .expect("response");
+    assert_eq!(resp.status, 200, "{resp:?}");
+    let paths: Vec<String> = upstream
+        .requests()
+        .into_iter()
+        .map(|(head, _)| head.path)
+        .collect();
+    assert_eq!(paths, ["/api/c"]);
+}
+
+#[tokio::test]
+async fn an_absolute_form_target_names_the_host_the_upstream_sees() {
+    let upstream = Upstream::echo().await;
+    let proxy = Proxy::start(upstream.addr).await;
+    let request = "GET http://tenant.test/api/x?y=1 HTTP/1.1\r\nHost: other.test\r\n\r\n";
+    let resp = support::http::request(proxy.addr, request.as_bytes())
+        .await
+        .expect("response");
+    assert_eq!(resp.status, 200, "{resp:?}");
+    let requests = upstream.requests();
+    assert_eq!(requests[0].0.path, "/api/x?y=1");
+    assert_eq!(requests[0].0.header("host"), Some("tenant.test"));
+}
+
+#[tokio::test]
+async fn a_request_smuggled_behind_content_length_and_chunked_never_reaches_the_upstream() {
+    let upstream = Upstream::echo().await;
+    let proxy = Proxy::start(upstream.addr).await;
+    let mut conn = tcp_connect(proxy.addr).await;
+    // A front end that honours Content-Length reads one request; one that honours chunked
+    // reads an empty body and then a second request, the smuggled one.
+    let request = "POST /api/front HTTP/1.1\r\nHost: t\r\nContent-Length: 39\r\n\
+                   Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /api/smuggled HTTP/1.1\r\nHost: t\r\n\r\n";
+    conn.write_all(request.as_bytes())
+        .await
+        .expect("send request");
+    let rest = conn
+        .read_until_eof(Duration::from_secs(5))
+        .await
+        .expect("the proxy answers and closes");
+    let rest = String::from_utf8_lossy(&rest);
+    assert_eq!(
+        rest.matches("HTTP/1.1 ").count(),
+        1,
+        "one answer, then the connection closes: {rest}"
+    );
+    let requests = upstream.requests();
+    let paths: Vec<&str> = requests.iter().map(|(h, _)| h.path.as_str()).collect();
+    assert_eq!(paths, ["/api/front"]);
+    assert_eq!(requests[0].1, b"", "the chunked body, which is empty");
+    assert_eq!(
+        requests[0].0.header("content-length"),
+        None,
+        "{:?}",
+        requests[0].0
     );
 }
