@@ -263,6 +263,8 @@ enum PumpEnd {
     Violation {
         code: CloseCode,
         reason: &'static str,
+        /// The inspector refused a message (not the codec a frame).
+        refused: bool,
     },
 }
 
@@ -347,6 +349,7 @@ impl Pump {
             outgoing.end = outgoing.end.or(failure.map(|err| PumpEnd::Violation {
                 code: err.code,
                 reason: err.reason,
+                refused: false,
             }));
             outgoing
         });
@@ -386,7 +389,11 @@ impl Pump {
         let mut tally = BatchTally::default();
         for (event, decision) in events.drain(..).zip(decisions.drain(..)) {
             if let Decision::Close(code, reason) = decision {
-                outgoing.end = Some(PumpEnd::Violation { code, reason });
+                outgoing.end = Some(PumpEnd::Violation {
+                    code,
+                    reason,
+                    refused: true,
+                });
                 break;
             }
             match &event {
@@ -456,9 +463,16 @@ fn notices(first: Direction, end: &PumpEnd) -> (Option<Notice>, Option<Notice>) 
         PumpEnd::Closed(_) => (None, None),
         PumpEnd::Eof => (None, Some(source_gone)),
         PumpEnd::DestinationFailed => (Some(other_gone), None),
-        PumpEnd::Violation { code, reason } => {
+        PumpEnd::Violation {
+            code,
+            reason,
+            refused,
+        } => {
             let to_other = match first {
                 Direction::Inbound => (CloseCode::GOING_AWAY, "client closed by proxy"),
+                // The client hears the verdict on what it was about to receive; of an upstream
+                // that broke the protocol, only that its gateway failed.
+                Direction::Outbound if *refused => (*code, *reason),
                 Direction::Outbound => (CloseCode::BAD_GATEWAY, "upstream violated the protocol"),
             };
             (Some((*code, reason)), Some(to_other))

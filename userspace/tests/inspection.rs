@@ -375,6 +375,27 @@ async fn rsv1_on_a_continuation_frame_is_refused_with_1002() {
 }
 
 #[tokio::test]
+async fn bytes_after_a_final_deflate_block_close_1007_and_are_not_forwarded() {
+    let (upstream, _proxy, mut client) = deflate_session().await;
+    // A receiver that inflates on past the end of the first stream reads the second.
+    let final_block = |text: &[u8]| {
+        let mut out = Vec::with_capacity(text.len() + 64);
+        Compress::new(Compression::default(), false)
+            .compress_vec(text, &mut out, FlushCompress::Finish)
+            .expect("deflate");
+        out
+    };
+    let mut message = final_block(WARM_UP.as_bytes());
+    message.extend(final_block(b"<script>alert(1)</script>"));
+    client
+        .send_offending(&FrameSpec::new(frame::TEXT, message).rsv(RSV1).encode())
+        .await;
+    client.expect_close(1007).await;
+    upstream.wait_for_close_or_eof().await;
+    assert_eq!(upstream.messages(), []);
+}
+
+#[tokio::test]
 async fn decompression_bomb_closes_1009_and_is_not_forwarded() {
     let (upstream, _proxy, mut client) = deflate_session().await;
     // 8 MiB of zeros deflate to about 8 KiB: small on the wire, 4 times the route's limit.
@@ -427,7 +448,8 @@ async fn xss_from_the_upstream_is_not_delivered_on_a_route_inspecting_both_ways(
         [],
         "nothing of the upstream's message reaches the client"
     );
-    assert_eq!(close.close_code(), Some(1014), "{close:?}");
+    assert_eq!(close.close_code(), Some(1008), "{close:?}");
+    assert_eq!(&close.payload[2..], XSS_REASON.as_bytes());
     upstream
         .wait_for("the proxy's Close", |events| {
             events
@@ -463,7 +485,8 @@ async fn compressed_xss_from_the_upstream_is_inflated_and_not_delivered() {
     let delivered: Vec<&[u8]> = before.iter().map(|f| f.payload.as_slice()).collect();
     let warm_up = Deflater::new().compress(WARM_UP.as_bytes());
     assert_eq!(delivered, [warm_up.as_slice()], "only the benign message");
-    assert_eq!(close.close_code(), Some(1014), "{close:?}");
+    assert_eq!(close.close_code(), Some(1008), "{close:?}");
+    assert_eq!(&close.payload[2..], XSS_REASON.as_bytes());
     upstream
         .wait_for("the proxy's Close", |events| {
             events

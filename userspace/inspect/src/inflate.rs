@@ -3,7 +3,7 @@
 
 use std::io::Read;
 
-use flate2::read::{GzDecoder, ZlibDecoder};
+use flate2::read::{MultiGzDecoder, ZlibDecoder};
 use flate2::{Decompress, FlushDecompress, Status};
 
 /// Inflated size above which the compression ratio is checked.
@@ -78,7 +78,7 @@ impl Inflater {
     }
 
     fn run(&mut self, input: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<(), InflateError> {
-        for chunk in [input, &TAIL[..]] {
+        for (from_message, chunk) in [(true, input), (false, &TAIL[..])] {
             let mut consumed = 0;
             loop {
                 if out.len() == out.capacity() {
@@ -97,6 +97,13 @@ impl Inflater {
                 check_output(out.len(), input.len(), limit)?;
                 if status == Status::StreamEnd {
                     self.needs_reset = true;
+                    // Bytes after the final block are no deflate data (RFC 1951 3.2.3): one
+                    // receiver drops them, another inflates on; only the tail a sender forgot
+                    // to strip is harmless.
+                    let rest = &chunk[consumed..];
+                    if from_message && !rest.is_empty() && rest != TAIL {
+                        return Err(InflateError::Corrupt);
+                    }
                     return Ok(());
                 }
                 let progressed = self.decompress.total_in() != in_before || out.len() != out_before;
@@ -117,10 +124,11 @@ impl Inflater {
 /// A binary message an application compressed itself (market data feeds send gzip or zlib):
 /// what it inflates to, at most `limit` bytes. `Ok(None)` when it starts like neither format
 /// or is corrupt (then it is no compressed data, and is read as it is). A stream cut short
-/// gives what it inflated up to the cut, as a lenient reader would.
+/// gives what it inflated up to the cut, as a lenient reader would; gzip members that follow
+/// one another are read as one text, as gunzip, Python and Node read them.
 pub fn inflate_binary(input: &[u8], limit: usize) -> Result<Option<Vec<u8>>, InflateError> {
     let mut reader: Box<dyn Read + '_> = if input.starts_with(&[0x1f, 0x8b, 0x08]) {
-        Box::new(GzDecoder::new(input))
+        Box::new(MultiGzDecoder::new(input))
     } else if zlib_header(input) {
         Box::new(ZlibDecoder::new(input))
     } else {
@@ -293,6 +301,56 @@ mod tests {
         assert_eq!(
             Inflater::new(15, true).inflate(&wire, 16 << 20, &mut out),
             Err(InflateError::Bomb)
+        );
+    }
+
+    /// A message ended by a final block, as senders without a sync flush make it.
+    fn final_block(data: &[u8]) -> Vec<u8> {
+        let mut compress = Compress::new(Compression::default(), false);
+        let mut out = Vec::with_capacity(data.len() + 64);
+        compress
+            .compress_vec(data, &mut out, FlushCompress::Finish)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn a_final_block_ends_the_message_and_nothing_may_follow_it() {
+        let mut out = Vec::new();
+        let mut inflater = Inflater::new(15, false);
+        inflater
+            .inflate(&final_block(b"benign"), 1024, &mut out)
+            .unwrap();
+        assert_eq!(out, b"benign");
+        // The next message starts a new stream.
+        let mut with_tail = final_block(b"second");
+        with_tail.extend_from_slice(&TAIL);
+        inflater.inflate(&with_tail, 1024, &mut out).unwrap();
+        assert_eq!(out, b"second");
+        for trailer in [&final_block(b"<script>alert(1)</script>")[..], b"GARBAGE"] {
+            let mut wire = final_block(b"benign");
+            wire.extend_from_slice(trailer);
+            assert_eq!(
+                Inflater::new(15, false).inflate(&wire, 1024, &mut out),
+                Err(InflateError::Corrupt)
+            );
+        }
+    }
+
+    #[test]
+    fn gzip_members_that_follow_one_another_are_one_text() {
+        use flate2::write::GzEncoder;
+        use std::io::Write;
+        let member = |text: &[u8]| {
+            let mut gzip = GzEncoder::new(Vec::new(), Compression::default());
+            gzip.write_all(text).unwrap();
+            gzip.finish().unwrap()
+        };
+        let mut two = member(b"benign ");
+        two.extend_from_slice(&member(b"<script>alert(1)</script>"));
+        assert_eq!(
+            inflate_binary(&two, 1 << 20),
+            Ok(Some(b"benign <script>alert(1)</script>".to_vec()))
         );
     }
 
