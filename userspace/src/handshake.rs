@@ -53,6 +53,8 @@ pub struct ClientUpgrade {
     pub key: HeaderValue,
     /// permessage-deflate offers from the client, forwarded upstream verbatim.
     pub deflate_offer: Option<HeaderValue>,
+    /// The subprotocols the client offered, the only ones an upstream may choose.
+    pub protocols: Vec<String>,
 }
 
 pub fn validate_client_upgrade(
@@ -76,10 +78,9 @@ pub fn validate_client_upgrade(
             "Connection header must contain upgrade",
         ));
     }
-    let version_ok = headers
-        .get_all(header::SEC_WEBSOCKET_VERSION)
-        .iter()
-        .any(|v| v.as_bytes().trim_ascii() == b"13");
+    let mut versions = headers.get_all(header::SEC_WEBSOCKET_VERSION).iter();
+    let version_ok = matches!((versions.next(), versions.next()),
+        (Some(v), None) if v.as_bytes().trim_ascii() == b"13");
     if !version_ok {
         return Err(Rejection {
             status: StatusCode::UPGRADE_REQUIRED,
@@ -103,20 +104,37 @@ pub fn validate_client_upgrade(
             ))
         }
     }
+    // The upstream gets no body (the connection turns into frames), so a request announcing
+    // one would have it read the first frames as that body.
+    let has_body = headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get_all(header::CONTENT_LENGTH)
+            .iter()
+            .any(|v| v.as_bytes().trim_ascii() != b"0");
+    if has_body {
+        return Err(Rejection::bad_request(
+            "a WebSocket upgrade carries no body",
+        ));
+    }
     // RFC 6455 section 4.1: subprotocol names are HTTP tokens; anything else is no protocol
     // an upstream could agree to, only text for it to log.
-    let protocols_ok = headers
+    let mut protocols = Vec::new();
+    for item in headers
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
         .iter()
-        .all(|v| v.as_bytes().split(|&b| b == b',').all(is_token));
-    if !protocols_ok {
-        return Err(Rejection::bad_request(
-            "Sec-WebSocket-Protocol must list tokens",
-        ));
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+    {
+        if !is_token(item) {
+            return Err(Rejection::bad_request(
+                "Sec-WebSocket-Protocol must list tokens",
+            ));
+        }
+        protocols.push(String::from_utf8_lossy(item.trim_ascii()).into_owned());
     }
     Ok(ClientUpgrade {
         key,
         deflate_offer: deflate_offer(headers),
+        protocols,
     })
 }
 
@@ -169,11 +187,16 @@ pub struct Negotiated {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadUpstreamAnswer(pub &'static str);
 
-/// Check a 101 answer from upstream against the request Frameguard sent.
+/// Check a 101 answer from upstream against the request Frameguard sent, as RFC 6455 section
+/// 4.1 and RFC 7692 section 7.1 have a client check it: the client gets what the proxy accepts.
 pub fn validate_upstream_switch(
+    version: Version,
     headers: &HeaderMap,
     sent: &ClientUpgrade,
 ) -> Result<Negotiated, BadUpstreamAnswer> {
+    if version != Version::HTTP_11 {
+        return Err(BadUpstreamAnswer("101 not in HTTP/1.1"));
+    }
     if !wants_websocket(headers) || !header_has_token(headers, &header::CONNECTION, "upgrade") {
         return Err(BadUpstreamAnswer(
             "101 without Upgrade: websocket / Connection: upgrade",
@@ -184,6 +207,20 @@ pub fn validate_upstream_switch(
     match (accepts.next(), accepts.next()) {
         (Some(accept), None) if accept.as_bytes().trim_ascii() == expected.as_bytes() => {}
         _ => return Err(BadUpstreamAnswer("101 with a wrong Sec-WebSocket-Accept")),
+    }
+    let mut chosen = headers.get_all(header::SEC_WEBSOCKET_PROTOCOL).iter();
+    match (chosen.next(), chosen.next()) {
+        (None, _) => {}
+        (Some(protocol), None)
+            if sent
+                .protocols
+                .iter()
+                .any(|offered| offered.as_bytes() == protocol.as_bytes().trim_ascii()) => {}
+        _ => {
+            return Err(BadUpstreamAnswer(
+                "101 with a subprotocol that was not offered",
+            ))
+        }
     }
     let mut deflate = None;
     for extension in headers
@@ -204,46 +241,113 @@ pub fn validate_upstream_switch(
                     "upstream accepted an extension that was not offered",
                 ));
             }
-            if sent.deflate_offer.is_none() || deflate.is_some() {
+            let Some(offer) = sent.deflate_offer.as_ref().filter(|_| deflate.is_none()) else {
                 return Err(BadUpstreamAnswer(
                     "upstream accepted permessage-deflate unasked or twice",
                 ));
-            }
-            deflate = Some(parse_deflate_agreement(accepted)?);
+            };
+            deflate = Some(deflate_agreement(accepted, offer)?);
         }
     }
     Ok(Negotiated { deflate })
 }
 
-fn parse_deflate_agreement(extension: &str) -> Result<DeflateAgreement, BadUpstreamAnswer> {
-    let mut agreement = DeflateAgreement {
-        server_no_context_takeover: false,
-        client_no_context_takeover: false,
-        server_max_window_bits: 15,
-        client_max_window_bits: 15,
-    };
-    for param in extension.split(';').skip(1).map(str::trim) {
-        let (name, value) = match param.split_once('=') {
-            Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"'))),
-            None => (param, None),
-        };
-        let bits = || -> Result<u8, BadUpstreamAnswer> {
-            value
+/// permessage-deflate parameters of one offer or answer (RFC 7692 section 7.1).
+#[derive(Debug, Default)]
+struct DeflateParams {
+    server_no_context_takeover: bool,
+    client_no_context_takeover: bool,
+    server_max_window_bits: Option<u8>,
+    /// `Some(None)`: named without a value, as an offer may (any window the server picks).
+    client_max_window_bits: Option<Option<u8>>,
+}
+
+impl DeflateParams {
+    fn parse(extension: &str) -> Result<DeflateParams, BadUpstreamAnswer> {
+        let mut params = DeflateParams::default();
+        for param in extension.split(';').skip(1).map(str::trim) {
+            let (name, value) = match param.split_once('=') {
+                Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"'))),
+                None => (param, None),
+            };
+            // 8 to 15 in decimal digits, without a leading zero.
+            let bits = value
+                .filter(|v| !v.starts_with('0'))
                 .and_then(|v| v.parse::<u8>().ok())
-                .filter(|b| (8..=15).contains(b))
-                .ok_or(BadUpstreamAnswer(
-                    "permessage-deflate window bits out of range",
-                ))
-        };
-        match (name.to_ascii_lowercase().as_str(), value) {
-            ("server_no_context_takeover", None) => agreement.server_no_context_takeover = true,
-            ("client_no_context_takeover", None) => agreement.client_no_context_takeover = true,
-            ("server_max_window_bits", Some(_)) => agreement.server_max_window_bits = bits()?,
-            ("client_max_window_bits", Some(_)) => agreement.client_max_window_bits = bits()?,
-            _ => return Err(BadUpstreamAnswer("unknown permessage-deflate parameter")),
+                .filter(|b| (8..=15).contains(b));
+            let bad_bits = BadUpstreamAnswer("permessage-deflate window bits out of range");
+            let duplicate = match (name.to_ascii_lowercase().as_str(), value) {
+                ("server_no_context_takeover", None) => {
+                    std::mem::replace(&mut params.server_no_context_takeover, true)
+                }
+                ("client_no_context_takeover", None) => {
+                    std::mem::replace(&mut params.client_no_context_takeover, true)
+                }
+                ("server_max_window_bits", Some(_)) => params
+                    .server_max_window_bits
+                    .replace(bits.ok_or(bad_bits)?)
+                    .is_some(),
+                ("client_max_window_bits", None) => {
+                    params.client_max_window_bits.replace(None).is_some()
+                }
+                ("client_max_window_bits", Some(_)) => params
+                    .client_max_window_bits
+                    .replace(Some(bits.ok_or(bad_bits)?))
+                    .is_some(),
+                _ => return Err(BadUpstreamAnswer("unknown permessage-deflate parameter")),
+            };
+            if duplicate {
+                return Err(BadUpstreamAnswer(
+                    "permessage-deflate parameter given twice",
+                ));
+            }
         }
+        Ok(params)
     }
-    Ok(agreement)
+
+    /// Whether `answer` accepts this offer as RFC 7692 section 7.1 lets a server: a context
+    /// takeover or window the client asked the server to give up is given up, and a client
+    /// window is limited only where the client offered to limit it.
+    fn accepted_by(&self, answer: &DeflateParams) -> bool {
+        let server_window = match self.server_max_window_bits {
+            Some(offered) => answer.server_max_window_bits.is_some_and(|b| b <= offered),
+            None => true,
+        };
+        let client_window = match (self.client_max_window_bits, answer.client_max_window_bits) {
+            (None, Some(_)) | (_, Some(None)) => false,
+            (Some(Some(offered)), Some(Some(answered))) => answered <= offered,
+            _ => true,
+        };
+        (answer.server_no_context_takeover || !self.server_no_context_takeover)
+            && server_window
+            && client_window
+    }
+}
+
+/// The agreement in the upstream's `accepted` extension, which must accept one of the offers
+/// the client made (and Frameguard forwarded).
+fn deflate_agreement(
+    accepted: &str,
+    offers: &HeaderValue,
+) -> Result<DeflateAgreement, BadUpstreamAnswer> {
+    let answer = DeflateParams::parse(accepted)?;
+    let matches_an_offer = offers
+        .to_str()
+        .unwrap_or("")
+        .split(',')
+        .filter_map(|offer| DeflateParams::parse(offer).ok())
+        .any(|offer| offer.accepted_by(&answer));
+    if !matches_an_offer {
+        return Err(BadUpstreamAnswer(
+            "permessage-deflate answer accepts none of the offers",
+        ));
+    }
+    Ok(DeflateAgreement {
+        server_no_context_takeover: answer.server_no_context_takeover,
+        client_no_context_takeover: answer.client_no_context_takeover,
+        server_max_window_bits: answer.server_max_window_bits.unwrap_or(15),
+        client_max_window_bits: answer.client_max_window_bits.flatten().unwrap_or(15),
+    })
 }
 
 /// Headers that describe one hop and are never forwarded as they are (RFC 9110 7.6.1).
@@ -302,6 +406,7 @@ pub fn upstream_request_headers(
         HeaderValue::from_static(forwarded_proto),
     );
     if let Some(upgrade) = upgrade {
+        out.remove(header::CONTENT_LENGTH);
         out.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
         out.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         out.insert(
@@ -439,6 +544,25 @@ mod tests {
             check(Method::GET, Version::HTTP_11, &v8),
             StatusCode::UPGRADE_REQUIRED
         );
+        let two_versions = |h: &mut HeaderMap| {
+            h.append(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("8"));
+        };
+        assert_eq!(
+            check(Method::GET, Version::HTTP_11, &two_versions),
+            StatusCode::UPGRADE_REQUIRED
+        );
+        for (name, value) in [
+            (header::CONTENT_LENGTH, "10"),
+            (header::TRANSFER_ENCODING, "chunked"),
+        ] {
+            let body = |h: &mut HeaderMap| {
+                h.insert(name.clone(), HeaderValue::from_static(value));
+            };
+            assert_eq!(
+                check(Method::GET, Version::HTTP_11, &body),
+                StatusCode::BAD_REQUEST
+            );
+        }
         let no_version = |h: &mut HeaderMap| {
             h.remove(header::SEC_WEBSOCKET_VERSION);
         };
@@ -517,14 +641,14 @@ mod tests {
             validate_client_upgrade(&Method::GET, Version::HTTP_11, &upgrade_headers()).unwrap();
         let good = switch_headers("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", None);
         assert_eq!(
-            validate_upstream_switch(&good, &sent),
+            validate_upstream_switch(Version::HTTP_11, &good, &sent),
             Ok(Negotiated { deflate: None })
         );
         let fake = switch_headers("AAAAAAAAAAAAAAAAAAAAAAAAAAA=", None);
-        assert!(validate_upstream_switch(&fake, &sent).is_err());
+        assert!(validate_upstream_switch(Version::HTTP_11, &fake, &sent).is_err());
         let mut missing = good.clone();
         missing.remove(header::SEC_WEBSOCKET_ACCEPT);
-        assert!(validate_upstream_switch(&missing, &sent).is_err());
+        assert!(validate_upstream_switch(Version::HTTP_11, &missing, &sent).is_err());
     }
 
     #[test]
@@ -533,18 +657,18 @@ mod tests {
         let accept = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
         let plain = validate_client_upgrade(&Method::GET, Version::HTTP_11, &h).unwrap();
         let deflate = switch_headers(accept, Some("permessage-deflate"));
-        assert!(validate_upstream_switch(&deflate, &plain).is_err());
+        assert!(validate_upstream_switch(Version::HTTP_11, &deflate, &plain).is_err());
 
         h.insert(
             header::SEC_WEBSOCKET_EXTENSIONS,
-            HeaderValue::from_static("permessage-deflate"),
+            HeaderValue::from_static("permessage-deflate; client_max_window_bits"),
         );
         let offered = validate_client_upgrade(&Method::GET, Version::HTTP_11, &h).unwrap();
         let agreed = switch_headers(
             accept,
             Some("permessage-deflate; server_no_context_takeover; client_max_window_bits=10"),
         );
-        let negotiated = validate_upstream_switch(&agreed, &offered).unwrap();
+        let negotiated = validate_upstream_switch(Version::HTTP_11, &agreed, &offered).unwrap();
         assert_eq!(
             negotiated.deflate,
             Some(DeflateAgreement {
@@ -555,9 +679,101 @@ mod tests {
             })
         );
         let unknown = switch_headers(accept, Some("permessage-bzip"));
-        assert!(validate_upstream_switch(&unknown, &offered).is_err());
+        assert!(validate_upstream_switch(Version::HTTP_11, &unknown, &offered).is_err());
         let bad_bits = switch_headers(accept, Some("permessage-deflate; server_max_window_bits=7"));
-        assert!(validate_upstream_switch(&bad_bits, &offered).is_err());
+        assert!(validate_upstream_switch(Version::HTTP_11, &bad_bits, &offered).is_err());
+    }
+
+    #[test]
+    fn upstream_subprotocol_and_version_must_be_what_a_client_accepts() {
+        let accept = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+        let mut h = upgrade_headers();
+        h.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("chat, superchat"),
+        );
+        let sent = validate_client_upgrade(&Method::GET, Version::HTTP_11, &h).unwrap();
+        let choosing = |protocol: &'static str| {
+            let mut answer = switch_headers(accept, None);
+            answer.insert(
+                header::SEC_WEBSOCKET_PROTOCOL,
+                HeaderValue::from_static(protocol),
+            );
+            validate_upstream_switch(Version::HTTP_11, &answer, &sent)
+        };
+        assert!(choosing("superchat").is_ok());
+        assert!(choosing("evil").is_err());
+        assert!(choosing("chat, superchat").is_err());
+        let plain = validate_client_upgrade(&Method::GET, Version::HTTP_11, &upgrade_headers());
+        let mut answer = switch_headers(accept, None);
+        answer.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("chat"),
+        );
+        assert!(validate_upstream_switch(Version::HTTP_11, &answer, &plain.unwrap()).is_err());
+        let answer = switch_headers(accept, None);
+        assert!(validate_upstream_switch(Version::HTTP_10, &answer, &sent).is_err());
+    }
+
+    #[test]
+    fn upstream_deflate_answer_must_accept_an_offer() {
+        let accept = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+        let judge = |offer: &'static str, answer: &'static str| {
+            let mut h = upgrade_headers();
+            h.insert(
+                header::SEC_WEBSOCKET_EXTENSIONS,
+                HeaderValue::from_static(offer),
+            );
+            let sent = validate_client_upgrade(&Method::GET, Version::HTTP_11, &h).unwrap();
+            validate_upstream_switch(
+                Version::HTTP_11,
+                &switch_headers(accept, Some(answer)),
+                &sent,
+            )
+            .is_ok()
+        };
+        let pmd = "permessage-deflate";
+        // What a server may answer.
+        assert!(judge(pmd, "permessage-deflate; client_no_context_takeover"));
+        assert!(judge(pmd, "permessage-deflate; server_max_window_bits=10"));
+        assert!(judge(
+            "permessage-deflate; server_max_window_bits=10",
+            "permessage-deflate; server_max_window_bits=9"
+        ));
+        assert!(judge(
+            "permessage-deflate; client_max_window_bits=12",
+            "permessage-deflate; client_max_window_bits=12"
+        ));
+        // The second of two offers is the one accepted.
+        assert!(judge(
+            "permessage-deflate; server_max_window_bits=10, permessage-deflate",
+            pmd
+        ));
+        // What it may not.
+        for (offer, answer) in [
+            (
+                pmd,
+                "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
+            ),
+            (pmd, "permessage-deflate; client_max_window_bits=10"),
+            (pmd, "permessage-deflate; server_max_window_bits=010"),
+            ("permessage-deflate; server_max_window_bits=10", pmd),
+            (
+                "permessage-deflate; server_max_window_bits=10",
+                "permessage-deflate; server_max_window_bits=12",
+            ),
+            ("permessage-deflate; server_no_context_takeover", pmd),
+            (
+                "permessage-deflate; client_max_window_bits=8",
+                "permessage-deflate; client_max_window_bits=9",
+            ),
+            (
+                "permessage-deflate; client_max_window_bits",
+                "permessage-deflate; client_max_window_bits",
+            ),
+        ] {
+            assert!(!judge(offer, answer), "{offer} answered by {answer}");
+        }
     }
 
     #[test]

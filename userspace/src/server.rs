@@ -211,6 +211,13 @@ fn settle_host(req: &mut Request<Incoming>) -> Result<(), &'static str> {
         0 | 1 => {}
         _ => return Err("more than one Host header\n"),
     }
+    // RFC 9112 3.2: a Host that is no authority (`a b`) is refused; an empty one is valid.
+    let host_valid = headers.get(header::HOST).is_none_or(|host| {
+        host.is_empty() || http::uri::Authority::try_from(host.as_bytes()).is_ok()
+    });
+    if !host_valid {
+        return Err("invalid Host header\n");
+    }
     if let Some(authority) = req.uri().authority() {
         let host = HeaderValue::from_str(authority.as_str())
             .map_err(|_| "invalid authority in the request target\n")?;
@@ -311,7 +318,11 @@ async fn websocket<S: ClientStream>(
         shared.metrics.handshake("upstream_refused");
         return upstream_resp.map(BodyExt::boxed);
     }
-    let negotiated = match handshake::validate_upstream_switch(upstream_resp.headers(), &upgrade) {
+    let negotiated = match handshake::validate_upstream_switch(
+        upstream_resp.version(),
+        upstream_resp.headers(),
+        &upgrade,
+    ) {
         Ok(negotiated) => negotiated,
         Err(bad) => {
             warn!(route = %route.name, %target, reason = bad.0, "refusing upstream 101");
@@ -643,6 +654,15 @@ async fn proxy_http(
         .request(upstream_req)
         .await
     {
+        // A switch the request never asked for would leave the client a connection in an
+        // unknown protocol (RFC 9110 15.2.2).
+        Ok(resp) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
+            warn!(%target, "upstream switched protocols on a plain request");
+            text(
+                StatusCode::BAD_GATEWAY,
+                "upstream switched protocols unasked\n",
+            )
+        }
         Ok(resp) => {
             let (mut parts, body) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);

@@ -92,6 +92,10 @@ async fn a_request_without_exactly_one_host_gets_400_and_is_not_forwarded() {
             "GET /api/b HTTP/1.1\r\n\r\n",
             "HTTP/1.1 request without a Host",
         ),
+        (
+            "GET /api/d HTTP/1.1\r\nHost: public.test internal.test\r\n\r\n",
+            "invalid Host header",
+        ),
     ] {
         let resp = support::http::request(proxy.addr, request.as_bytes())
             .await
@@ -158,4 +162,34 @@ async fn a_request_smuggled_behind_content_length_and_chunked_never_reaches_the_
         "{:?}",
         requests[0].0
     );
+}
+
+#[tokio::test]
+async fn an_upstream_that_switches_protocols_on_a_plain_request_gets_the_client_a_502() {
+    // An upstream that answers every request with a switch the request never asked for.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let switcher = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.expect("accept");
+        let mut conn = support::http::Conn::new(stream);
+        conn.read_request_head().await.expect("request head");
+        conn.write_all(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n",
+        )
+        .await
+        .expect("answer");
+        // Held open: the switched connection is the proxy's to refuse.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    });
+    let proxy = Proxy::start(addr).await;
+    let resp = support::http::request(
+        proxy.addr,
+        b"GET /api/x HTTP/1.1\r\nHost: t\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n",
+    )
+    .await
+    .expect("response");
+    assert_eq!(resp.status, 502, "{resp:?}");
+    switcher.abort();
 }
