@@ -608,31 +608,18 @@ impl Engine {
 }
 
 /// Scans a binary payload as the text it may be read as (an application that calls
-/// `toString()` on every message); one that does not read as text is allowed unscanned.
+/// `toString()` on every message, or reads the strings of its own framing); one that does not
+/// read as text is allowed unscanned.
 fn add_binary_text(
     scan: &mut scan::ScanScratch,
     message: usize,
     payload: &[u8],
 ) -> PreparedMessage {
-    match std::str::from_utf8(payload) {
-        Ok(text) => scan.add_plain(message, text),
-        Err(_) if reads_as_text(payload) => {
-            scan.add_plain(message, &String::from_utf8_lossy(payload))
-        }
-        Err(_) => return PreparedMessage::Done(None),
+    if scan.add_binary_text(message, payload) {
+        PreparedMessage::Scanned
+    } else {
+        PreparedMessage::Done(None)
     }
-    PreparedMessage::Scanned
-}
-
-/// At least three quarters of the bytes are printable ASCII, whitespace or NUL (as in UTF-16
-/// text). Compressed or encrypted data has about 40% such bytes: scanned as text, its chance
-/// shapes would be blocked now and then.
-fn reads_as_text(bytes: &[u8]) -> bool {
-    let texty = bytes
-        .iter()
-        .filter(|&&b| matches!(b, 0x20..=0x7e | b'\t' | b'\n' | b'\r' | 0))
-        .count();
-    texty * 4 >= bytes.len() * 3
 }
 
 fn effective_limit(policy: u64, route: usize) -> Option<usize> {

@@ -8,7 +8,7 @@ use hyperscan::CompileFlags;
 
 use crate::decode::normalize::{normalize, shape, traits, Layout, Shape};
 use crate::decode::{base64, decode_layers};
-use crate::extract::{json, msgpack, socketio};
+use crate::extract::{binary, json, msgpack, socketio};
 use crate::rules::shell::line_start_command;
 use crate::rules::sql::SHAPE_WINDOW;
 use crate::rules::{Confirm, Family, View, Views, BUILTIN, CHAINED_COMMAND, CUSTOM_VIEWS, SHELL};
@@ -420,6 +420,14 @@ impl ScanScratch {
         add_unpacked_string(&mut self.views, &mut self.json_buffers, message, text, 1);
     }
 
+    /// Scans the text binary data reads as; `false` if it reads as none.
+    pub fn add_binary_text(&mut self, message: usize, bytes: &[u8]) -> bool {
+        let (views, buffers) = (&mut self.views, &mut self.json_buffers);
+        binary::visit_text(bytes, &mut |text| {
+            add_unpacked_string(views, buffers, message, text, 1)
+        })
+    }
+
     /// Adds a text message: socket.io packet, JSON document or plain text. With a schema, the
     /// JSON document (or socket.io payload) must conform. Returns the socket.io attachments
     /// announced by the packet.
@@ -495,12 +503,10 @@ impl ScanScratch {
         outcome
     }
 
-    /// Binary data found inside a text message: its MessagePack strings, or itself as UTF-8.
+    /// Binary data found inside a text message: its MessagePack strings, or the text it reads as.
     fn add_binary_data(&mut self, message: usize, data: &[u8]) {
         if !self.add_msgpack(message, data) {
-            if let Ok(text) = std::str::from_utf8(data) {
-                self.add_plain(message, text);
-            }
+            self.add_binary_text(message, data);
         }
     }
 

@@ -410,6 +410,28 @@ fn msgpack_validation_and_binary_scanning() {
         .flat_map(u16::to_le_bytes)
         .collect();
     assert_eq!(raw.tag_of_binary(&utf16), Some(Tag::Xss));
+    // Text in binary framing: a signature before MessagePack, Latin-1 around ASCII, UTF-16
+    // with characters beyond ASCII, a MessagePack `bin` that is no UTF-8.
+    let mut signed = vec![0xa7; 32];
+    signed.extend(msgpack(&rmpv::Value::Map(vec![(
+        "msg".into(),
+        "' UNION SELECT username, password FROM users--".into(),
+    )])));
+    assert_eq!(raw.tag_of_binary(&signed), Some(Tag::Sqli));
+    let latin1: Vec<u8> = ("é".repeat(40) + "; cat /etc/passwd " + &"ü".repeat(40))
+        .chars()
+        .map(|c| c as u8)
+        .collect();
+    assert_eq!(raw.tag_of_binary(&latin1), Some(Tag::CmdInjection));
+    let cyrillic: Vec<u8> = ("Привет ".repeat(30) + r#"{"m":"\u003csvg onload=alert(1)\u003e"}"#)
+        .encode_utf16()
+        .flat_map(u16::to_be_bytes)
+        .collect();
+    assert_eq!(raw.tag_of_binary(&cyrillic), Some(Tag::Xss));
+    let bin = msgpack(&rmpv::Value::Binary(
+        [&b"<img src=x onerror=alert(1)>"[..], b"\xe9\xe8"].concat(),
+    ));
+    assert_eq!(raw.tag_of_binary(&bin), Some(Tag::Xss));
 }
 
 #[test]

@@ -259,6 +259,9 @@ impl Writer<'_> {
             } else if self.pending_space {
                 self.out.push(' ');
             }
+        } else if self.pending_break {
+            // A leading line break separates commands too (`host="\nid"` after `ping`).
+            self.out.push('\n');
         }
         self.pending_space = false;
         self.pending_break = false;
@@ -531,6 +534,7 @@ mod tests {
     fn lines_view_keeps_line_breaks() {
         assert_eq!(view("x\n\n  id\r\nls", Layout::Lines), "x\nid\nls");
         assert_eq!(view("x\n", Layout::Lines), "x");
+        assert_eq!(view(" \r\n id", Layout::Lines), "\nid");
     }
 
     #[test]

@@ -23,13 +23,13 @@ fn walk(value: &Value, visit: &mut dyn FnMut(&str)) {
     match value {
         Value::String(s) => match s.as_str() {
             Some(text) => visit(text),
-            None => visit(&String::from_utf8_lossy(s.as_bytes())),
+            None => {
+                super::binary::visit_text(s.as_bytes(), visit);
+            }
         },
         // Extension payloads are application-defined bytes; text in them is scanned like `bin`.
         Value::Binary(b) | Value::Ext(_, b) => {
-            if let Ok(text) = std::str::from_utf8(b) {
-                visit(text);
-            }
+            super::binary::visit_text(b, visit);
         }
         Value::Array(items) => items.iter().for_each(|v| walk(v, visit)),
         Value::Map(entries) => entries.iter().for_each(|(k, v)| {
