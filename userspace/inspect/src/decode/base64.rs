@@ -15,18 +15,31 @@ const STANDARD: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, INDIFF
 const URL_SAFE: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, INDIFFERENT);
 
 /// The text `s` encodes, if `s` is base64 (standard or URL-safe alphabet, padded or not) that
-/// decodes to UTF-8 without control characters other than tab and line breaks. Random
+/// decodes to UTF-8 without control characters other than tab and line breaks, or to gzip or
+/// zlib data. Random
 /// identifiers decode to bytes that are not such text, and are left alone. The scan asks only
 /// for strings whose [`super::normalize::Shape::may_be_base64`] says they can be.
-pub fn decode_text(s: &str) -> Option<String> {
+pub fn decode_text(s: &str) -> Option<Encoded> {
     if s.len() < MIN_ENCODED_LEN {
         return None;
     }
-    let text = String::from_utf8(decode(s)?).ok()?;
+    let bytes = decode(s)?;
+    if crate::inflate::starts_compressed(&bytes) {
+        return Some(Encoded::Compressed(bytes));
+    }
+    let text = String::from_utf8(bytes).ok()?;
     let printable = text
         .chars()
         .all(|c| !c.is_control() || matches!(c, '\t' | '\n' | '\r'));
-    printable.then_some(text)
+    printable.then_some(Encoded::Text(text))
+}
+
+/// What base64 carries that the scan reads.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Encoded {
+    Text(String),
+    /// gzip or zlib data (of text, as the scan finds out).
+    Compressed(Vec<u8>),
 }
 
 /// The bytes `s` encodes in base64, standard or URL-safe alphabet, padded or not. The decoder
@@ -39,22 +52,29 @@ pub fn decode(s: &str) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
-    use super::decode_text;
+    use super::{decode_text, Encoded};
+
+    fn text(s: &str) -> Option<String> {
+        match decode_text(s)? {
+            Encoded::Text(text) => Some(text),
+            Encoded::Compressed(_) => None,
+        }
+    }
 
     #[test]
     fn encoded_text_is_decoded() {
         assert_eq!(
-            decode_text("PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==").as_deref(),
+            text("PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==").as_deref(),
             Some("<script>alert(1)</script>")
         );
         // Unpadded, and the URL-safe alphabet.
         assert_eq!(
-            decode_text("PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg").as_deref(),
+            text("PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg").as_deref(),
             Some("<script>alert(1)</script>")
         );
-        assert_eq!(decode_text("Pz8_Pz8_Pz8_").as_deref(), Some("?????????"));
+        assert_eq!(text("Pz8_Pz8_Pz8_").as_deref(), Some("?????????"));
         assert_eq!(
-            decode_text("Y2F0IC9ldGMvcGFzc3dk").as_deref(),
+            text("Y2F0IC9ldGMvcGFzc3dk").as_deref(),
             Some("cat /etc/passwd")
         );
     }

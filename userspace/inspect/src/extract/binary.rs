@@ -2,15 +2,33 @@
 //! bytes that are mostly printable, or the printable runs between binary framing (a length prefix, a
 //! signature, Latin-1 or GB18030 around ASCII). Random or compressed bytes carry no such text.
 
+use crate::inflate;
+
 /// Shortest printable run read from bytes that are otherwise binary: random bytes make runs of
 /// a few printable bytes by chance, while attacks are longer (see [`reads_as_words`]). The runs
 /// must also make up a third of the bytes or more.
 pub const MIN_RUN: usize = 8;
 
-/// Calls `visit` with the text `bytes` read as: all of it, or each of its printable runs (a
-/// string of its own, so that no match spans the binary bytes between two) when they make up
-/// a third of the bytes or more. Returns `false` when there is none.
+/// Most bytes inflated from compressed data inside a message (a MessagePack `bin`, base64 in
+/// a JSON field); past it the data is read as it is.
+const NESTED_INFLATE_LIMIT: usize = 1 << 20;
+
+/// Calls `visit` with the text `bytes` read as, once inflated if they are gzip or zlib data:
+/// all of it, or each of its printable runs (a string of its own, so that no match spans the
+/// binary bytes between two) when they make up a third of the bytes or more. Returns `false`
+/// when there is none.
 pub fn visit_text(bytes: &[u8], visit: &mut dyn FnMut(&str)) -> bool {
+    let inflated = inflate::starts_compressed(bytes)
+        .then(|| {
+            inflate::inflate_binary(bytes, NESTED_INFLATE_LIMIT)
+                .ok()
+                .flatten()
+        })
+        .flatten();
+    visit_uncompressed_text(inflated.as_deref().unwrap_or(bytes), visit)
+}
+
+fn visit_uncompressed_text(bytes: &[u8], visit: &mut dyn FnMut(&str)) -> bool {
     if memchr::memchr(0, bytes).is_some() {
         if let Some(text) = utf16_text(bytes) {
             visit(&text);
