@@ -554,7 +554,7 @@ fn add_string_as_text(
     depth: usize,
 ) {
     let shape = views.add_string(message, s);
-    if depth < MAX_NESTING && shape.may_be_base64 {
+    if depth < MAX_NESTING && (shape.may_be_base64 || s.len() > base64::MIN_EMBEDDED_LEN) {
         add_base64_text(views, buffers, message, s, depth);
     }
 }
@@ -578,7 +578,7 @@ fn add_nested_json(
     true
 }
 
-/// The text `s` encodes in base64 (gzip'd or not), if it does.
+/// The text `s` encodes in base64 (gzip'd or not), all of it or inside it, if it does.
 #[inline(never)]
 fn add_base64_text(
     views: &mut ViewBuffer,
@@ -587,16 +587,27 @@ fn add_base64_text(
     s: &str,
     depth: usize,
 ) {
-    match base64::decode_text(s) {
-        Some(base64::Encoded::Text(text)) => {
+    base64::visit_decoded(s, &mut |encoded| {
+        add_encoded(views, buffers, message, encoded, depth)
+    });
+}
+
+fn add_encoded(
+    views: &mut ViewBuffer,
+    buffers: &mut simd_json::Buffers,
+    message: usize,
+    encoded: base64::Encoded,
+    depth: usize,
+) {
+    match encoded {
+        base64::Encoded::Text(text) => {
             add_unpacked_string(views, buffers, message, &text, depth + 1)
         }
-        Some(base64::Encoded::Compressed(data)) => {
+        base64::Encoded::Compressed(data) => {
             binary::visit_text(&data, &mut |text| {
                 add_unpacked_string(views, buffers, message, text, depth + 1)
             });
         }
-        None => {}
     }
 }
 

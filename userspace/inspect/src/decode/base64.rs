@@ -42,6 +42,85 @@ pub enum Encoded {
     Compressed(Vec<u8>),
 }
 
+/// Shortest base64 run looked for inside a longer string.
+pub const MIN_EMBEDDED_LEN: usize = 16;
+
+/// What `s` carries in base64: all of it, or base64 inside it ([`visit_embedded`]).
+pub fn visit_decoded(s: &str, visit: &mut dyn FnMut(Encoded)) {
+    match decode_text(s) {
+        Some(encoded) => visit(encoded),
+        None => visit_embedded(s, visit),
+    }
+}
+
+/// Base64 inside `s` that is not all of it: base64 wrapped into lines or groups of one width
+/// (MIME, `PGlt ZyBz ...`), and runs of [`MIN_EMBEDDED_LEN`] or more base64 characters after a
+/// prefix or before a suffix (`data=...`, `Basic ...`, a stray character either side). Calls
+/// `visit` with what each carries.
+fn visit_embedded(s: &str, visit: &mut dyn FnMut(Encoded)) {
+    let bytes = s.as_bytes();
+    if bytes.len() <= MIN_EMBEDDED_LEN {
+        return;
+    }
+    if let Some(encoded) = unwrapped(s).and_then(|joined| decode_text(&joined)) {
+        visit(encoded);
+        return;
+    }
+    let mut i = 0;
+    while i < bytes.len() {
+        if !is_base64_byte(bytes[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && is_base64_byte(bytes[i]) {
+            i += 1;
+        }
+        let mut end = i;
+        while end < bytes.len() && end - i < 2 && bytes[end] == b'=' {
+            end += 1;
+        }
+        let run = &s[start..end];
+        let hex_only = run.bytes().all(|b| b.is_ascii_hexdigit());
+        if run.len() >= MIN_EMBEDDED_LEN && !hex_only {
+            // A stray character before or after the run shifts it off base64's grid (the
+            // caller tried the whole string as it is).
+            let decoded = (run.len() < s.len())
+                .then(|| decode_text(run))
+                .flatten()
+                .or_else(|| decode_text(&run[1..]))
+                .or_else(|| decode_text(&s[start..i - 1]));
+            if let Some(encoded) = decoded {
+                visit(encoded);
+            }
+        }
+        i = end.max(i + 1);
+    }
+}
+
+/// `s` without the whitespace between its groups, when it is three or more groups of base64
+/// characters of one width (four or more; the last may be shorter).
+fn unwrapped(s: &str) -> Option<String> {
+    if !s.bytes().any(|b| b.is_ascii_whitespace()) {
+        return None;
+    }
+    let groups: Vec<&str> = s.split_ascii_whitespace().collect();
+    let (last, full) = groups.split_last()?;
+    let width = full.first()?.len();
+    let regular = groups.len() >= 3
+        && width >= 4
+        && full.iter().all(|group| group.len() == width)
+        && last.len() <= width
+        && groups
+            .iter()
+            .all(|group| group.bytes().all(|b| is_base64_byte(b) || b == b'='));
+    regular.then(|| groups.concat())
+}
+
+fn is_base64_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_')
+}
+
 /// The bytes `s` encodes in base64, standard or URL-safe alphabet, padded or not. The decoder
 /// refuses other bytes, a mix of the alphabets, `=` inside and over-long padding.
 pub fn decode(s: &str) -> Option<Vec<u8>> {
@@ -77,6 +156,46 @@ mod tests {
             text("Y2F0IC9ldGMvcGFzc3dk").as_deref(),
             Some("cat /etc/passwd")
         );
+    }
+
+    fn embedded(s: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        super::visit_decoded(s, &mut |encoded| {
+            if let Encoded::Text(text) = encoded {
+                out.push(text);
+            }
+        });
+        out
+    }
+
+    #[test]
+    fn base64_inside_a_longer_string_is_decoded() {
+        let xss = "PGltZyBzcmM9eCBvbmVycm9yPWFsZXJ0KDEpPg==";
+        let text = "<img src=x onerror=alert(1)>";
+        for s in [
+            format!("data={xss}"),
+            format!("Basic {xss}"),
+            format!("{xss}x"),
+            format!("x{xss}"),
+            format!("{}!!", xss.trim_end_matches('=')),
+            "PGltZyBz\ncmM9eCBv\nbmVycm9y\nPWFsZXJ0\nKDEpPg==".to_owned(),
+            "PGlt ZyBz cmM9 eCBv bmVy cm9y PWFs ZXJ0 KDEp Pg==".to_owned(),
+        ] {
+            assert_eq!(embedded(&s), [text], "{s}");
+        }
+        for s in [
+            "see you at nine, the meeting is at the usual place",
+            "this that what when",
+            "https://example.com/static/images/banner_large.png",
+            "sha256 3f2a9c0d4e5b6a7f8e9d0c1b2a3f4e5d6c7b8a9f",
+            "token=dGhpc2lzYXJhbmRvbXRva2Vu",
+        ] {
+            let decoded = embedded(s);
+            assert!(
+                decoded.is_empty() || s.starts_with("token"),
+                "{s}: {decoded:?}"
+            );
+        }
     }
 
     #[test]
