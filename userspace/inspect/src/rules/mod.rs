@@ -128,7 +128,7 @@ macro_rules! unambiguous_functions {
 /// words only: [`shell::line_start_command`] reads the list back as a word set.
 macro_rules! commands {
     () => {
-        "(?:whoami|uname|ifconfig|ipconfig|systeminfo|sysinfo|netstat|nslookup|wget|curl|ncat|netcat|nc|bash|sh|zsh|ksh|csh|tcsh|dash|powershell|pwsh|cmd|python|python2|python3|perl|php|ruby|lua|node|passwd|tasklist|taskkill|certutil|bitsadmin|xterm|mkfifo|mknod|socat|chmod|chown|crontab|wmic|useradd|usermod|nohup|xargs|printenv|lsof|traceroute|tracert|nbtstat|schtasks|icacls|cacls|findstr|sudo|telnet|tftp|hostname|uptime|gawk|awk|egrep|base64|pkill|killall|rmdir|chattr|iptables|netsh|id|ls|dir|cat|tac|type|echo|printf|sleep|usleep|ping|pwd|ps|kill|rm|mv|cp|touch|find|grep|net|env|set|time|more|less|head|tail|which|wc|nl|od|xxd|strings|dd|tar|unzip|reg|sc|shutdown|reboot|mount|df|du|who|last|route|arp|dig|host|exec|su|vi|vim|timeout|del|copy|ver|vol|tree|attrib|systemctl|service|openssl|gcc|git|choice|eval|builtin|command|nice|doas|setsid|stdbuf|ionice|busybox|ssh|mshta|regsvr32|rundll32|cscript|wscript|msiexec|forfiles)"
+        "(?:whoami|uname|ifconfig|ipconfig|systeminfo|sysinfo|netstat|nslookup|wget|curl|ncat|netcat|nc|bash|sh|zsh|ksh|csh|tcsh|dash|powershell|pwsh|cmd|python|python2|python3|perl|php|ruby|lua|node|passwd|tasklist|taskkill|certutil|bitsadmin|xterm|mkfifo|mknod|socat|chmod|chown|crontab|wmic|useradd|usermod|nohup|xargs|printenv|lsof|traceroute|tracert|nbtstat|schtasks|icacls|cacls|findstr|sudo|telnet|tftp|hostname|uptime|gawk|awk|egrep|base64|pkill|killall|rmdir|chattr|iptables|netsh|id|ls|dir|cat|tac|type|echo|printf|sleep|usleep|ping|pwd|ps|kill|rm|mv|cp|touch|find|grep|net|env|set|time|more|less|head|tail|which|wc|nl|od|xxd|strings|dd|tar|unzip|reg|sc|shutdown|reboot|mount|df|du|who|last|route|arp|dig|host|exec|su|vi|vim|timeout|del|copy|ver|vol|tree|attrib|systemctl|service|openssl|gcc|git|choice|eval|builtin|command|nice|doas|setsid|stdbuf|ionice|busybox|ssh|scp|rsync|docker|kubectl|mysql|psql|tee|vssadmin|bcdedit|wevtutil|mshta|regsvr32|rundll32|cscript|wscript|msiexec|forfiles)"
     };
 }
 
@@ -619,7 +619,7 @@ pub const BUILTIN: &[Rule] = &[
     rule(
         CHAINED_COMMAND,
         Cmd,
-        each_prefix!(concat!(" ?", commands!(), r"\b"); ";", r"\|", "&", r"\x60", r"\$\("),
+        each_prefix!(concat!(" ?", commands!(), r"\b"); ";", r"\|", "&", r"\x60", r"[$<>]\(", r"\{"),
         C::ShellCommand,
         SHELL,
     ),

