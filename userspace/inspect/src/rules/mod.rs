@@ -424,7 +424,7 @@ pub const BUILTIN: &[Rule] = &[
     rule(
         "sqli.union-select",
         Sqli,
-        r"(?:\b|[0-9])union(?: (?:all|distinct))? ?\({0,4} ?(?:select|values ?row|table)\b",
+        r"(?:\b|[0-9])union(?: (?:all|distinct|distinctrow))? ?\({0,4} ?(?:select|values ?row|table)\b",
         C::UnionSelect,
         MARKUP,
     ),
@@ -473,7 +473,7 @@ pub const BUILTIN: &[Rule] = &[
     rule(
         "sqli.stacked-query",
         Sqli,
-        r"; ?(?:drop|insert|update|delete|select|exec|execute|declare|shutdown|create|alter|truncate|waitfor|grant|revoke|set|if|begin|union|desc|describe|show)\b",
+        r"; ?(?:drop|insert|update|delete|select|exec|execute|declare|shutdown|create|alter|truncate|waitfor|grant|revoke|set|if|begin|union|desc|describe|show|copy|lock|replace|load|prepare|pragma|kill|backup|restore|bulk)\b",
         C::StackedQuery,
         MARKUP,
     ),

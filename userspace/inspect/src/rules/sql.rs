@@ -374,7 +374,61 @@ fn statement_follows(keyword: &str, after: &[Token<'_>]) -> bool {
                 || lower == "immediate"
         }),
         "declare" => first.is_some_and(|t| t.kind == Kind::Var),
-        "set" => first.is_some_and(|t| t.kind == Kind::Var),
+        // `SET @x = 1`, `SET GLOBAL general_log = 'ON'`.
+        "set" => {
+            first.is_some_and(|t| t.kind == Kind::Var)
+                || (first.is_some_and(|t| t.is_word("global") || t.is_word("session"))
+                    && second.is_some_and(|t| t.kind == Kind::Word)
+                    && after.get(2).is_some_and(|t| t.is_op("=")))
+        }
+        // `COPY users TO '/tmp/x'`, `COPY t FROM PROGRAM 'id'` (PostgreSQL).
+        "copy" => {
+            first.is_some_and(|t| matches!(t.kind, Kind::Word | Kind::LParen))
+                && (second.is_some_and(|t| t.is_word("to") || t.is_word("from")))
+                && after
+                    .get(2)
+                    .is_some_and(|t| t.kind == Kind::Str || t.is_word("program"))
+        }
+        // `LOCK TABLES users WRITE`, `LOCK TABLE t IN EXCLUSIVE MODE`.
+        "lock" => {
+            first.is_some_and(|t| t.is_word("tables") || t.is_word("table"))
+                && second.is_some_and(|t| t.kind == Kind::Word)
+                && after
+                    .get(2)
+                    .is_some_and(|t| t.is_word("read") || t.is_word("write") || t.is_word("in"))
+        }
+        "replace" => {
+            first.is_some_and(|t| t.is_word("into"))
+                && second.is_some_and(|t| t.kind == Kind::Word)
+                && after.get(2).is_some_and(|t| {
+                    t.kind == Kind::LParen
+                        || t.is_word("values")
+                        || t.is_word("select")
+                        || t.is_word("set")
+                })
+        }
+        "load" => {
+            first.is_some_and(|t| t.is_word("data"))
+                && second.is_some_and(|t| t.is_word("infile") || t.is_word("local"))
+        }
+        "prepare" => {
+            first.is_some_and(|t| t.kind == Kind::Word)
+                && second.is_some_and(|t| t.is_word("from"))
+                && after
+                    .get(2)
+                    .is_some_and(|t| matches!(t.kind, Kind::Var | Kind::Str))
+        }
+        "pragma" => {
+            first.is_some_and(|t| t.kind == Kind::Word)
+                && (ends(second) || second.is_some_and(|t| t.is_op("=") || t.kind == Kind::LParen))
+        }
+        "kill" => {
+            (first.is_some_and(|t| t.kind == Kind::Num) && ends(second))
+                || (first.is_some_and(|t| t.is_word("query") || t.is_word("connection"))
+                    && second.is_some_and(|t| t.kind == Kind::Num))
+        }
+        "backup" | "restore" => first.is_some_and(|t| t.is_word("database") || t.is_word("log")),
+        "bulk" => first.is_some_and(|t| t.is_word("insert")),
         "shutdown" => ends(first) || first.is_some_and(|t| t.is_word("with")),
         "waitfor" => first.is_some_and(|t| t.is_word("delay") || t.is_word("time")),
         "grant" | "revoke" => first.is_some_and(|t| {
@@ -533,7 +587,7 @@ fn select_list_is_sql(list: &[Token<'_>]) -> bool {
                 continue;
             }
             skip_count = t.is_word("top");
-            if skip_count || t.is_word("distinct") || t.is_word("all") {
+            if skip_count || t.is_word("distinct") || t.is_word("distinctrow") || t.is_word("all") {
                 continue;
             }
             if matches!(t.kind, Kind::LParen | Kind::RParen) && kept.is_empty() {
@@ -928,6 +982,39 @@ mod tests {
         assert!(stacked_query("1; exec xp_cmdshell 'dir'", 1, 7));
         assert!(!stacked_query("a; drop me a line", 1, 7));
         assert!(!stacked_query("ok; set the table", 2, 7));
+        // Statements that write files, run programs or change the server, beside chat that
+        // uses their keywords.
+        let keyword_end = |text: &str| {
+            let semi = text.find(';').unwrap() + 1;
+            semi + text[semi..].len() - text[semi..].trim_start().len()
+                + text[semi..].trim_start().find(' ').unwrap()
+        };
+        for attack in [
+            "1; SET GLOBAL general_log='ON'",
+            "1; COPY users TO '/tmp/x'",
+            "1; copy t from program 'id'",
+            "x'; LOCK TABLES users WRITE;--",
+            "1; REPLACE INTO users VALUES(1)",
+            "1; LOAD DATA INFILE '/etc/passwd' INTO TABLE t",
+            "1; PREPARE s FROM @q",
+            "1; PRAGMA table_info(users)",
+            "1; KILL 12",
+            "1; BACKUP DATABASE master TO DISK='x'",
+            "1; BULK INSERT t FROM 'x'",
+        ] {
+            assert!(stacked_query(attack, 1, keyword_end(attack)), "{attack}");
+        }
+        for chat in [
+            "ok; set global goals for this year = ambitious",
+            "sure; copy that to me",
+            "lol; kill 2 birds with one stone",
+            "ok; lock table 5 for us",
+            "fine; replace into the other folder",
+            "ok; load data later",
+            "ready; prepare yourself from now on",
+        ] {
+            assert!(!stacked_query(chat, 1, keyword_end(chat)), "{chat}");
+        }
     }
 
     #[test]
