@@ -60,6 +60,10 @@ pub struct RelaySettings {
     pub ping_timeout: Duration,
     /// No data message either way for this long closes both sides with 1001.
     pub idle_timeout: Option<Duration>,
+    /// A client message begun and not complete after this long closes the client with 1008:
+    /// otherwise a client could hold a buffer of up to the message limit for as long as it
+    /// likes by stopping mid-message.
+    pub message_timeout: Duration,
 }
 
 /// Prometheus counters one direction of one connection feeds (resolved once per connection).
@@ -158,7 +162,14 @@ struct Liveness {
     awaiting_pong: AtomicU64,
     /// An idle timeout is configured (otherwise activity is not worth a clock read).
     tracks_idle: bool,
+    /// Milliseconds since `started` when the client's incomplete message (or frame) began;
+    /// [`COMPLETE`] when none is pending.
+    client_incomplete_since_ms: AtomicU64,
 }
+
+const COMPLETE: u64 = u64::MAX;
+
+const MESSAGE_TIMEOUT_REASON: &str = "message not completed in time";
 
 const KEEPALIVE_PREFIX: &[u8] = b"frameguard-keepalive-";
 
@@ -166,6 +177,19 @@ impl Liveness {
     fn touch(&self) {
         let ms = self.started.elapsed().as_millis() as u64;
         self.last_activity_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Notes whether the client has a message (or frame) pending; its clock starts with the
+    /// first incomplete read and stops when nothing is pending.
+    fn client_pending(&self, pending: bool) {
+        let since = self.client_incomplete_since_ms.load(Ordering::Relaxed);
+        if pending && since == COMPLETE {
+            let ms = self.started.elapsed().as_millis() as u64;
+            self.client_incomplete_since_ms.store(ms, Ordering::Relaxed);
+        } else if !pending && since != COMPLETE {
+            self.client_incomplete_since_ms
+                .store(COMPLETE, Ordering::Relaxed);
+        }
     }
 
     /// True when `pong` answers the proxy's own ping (it is then not forwarded).
@@ -357,6 +381,10 @@ impl Pump {
             // Let go of the buffer between frames, so that an idle connection holds none.
             self.read_buf = BytesMut::new();
         }
+        if self.direction == Direction::Inbound {
+            self.liveness
+                .client_pending(!self.read_buf.is_empty() || self.decoder.in_message());
+        }
         outgoing
     }
 
@@ -495,6 +523,8 @@ enum Due {
     Ping,
     PingTimeout,
     Idle,
+    /// The client's message is not complete in time.
+    Incomplete,
 }
 
 struct Keepalive<'a> {
@@ -520,10 +550,24 @@ impl Keepalive<'_> {
                 Due::Idle,
             )
         });
-        match (ping_deadline, idle) {
-            (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
-            (a, b) => a.or(b),
-        }
+        let timeout = self.settings.message_timeout;
+        // The pumps do not wake this timer when a message begins: with none pending, look
+        // again a timeout from now (a stall is then noticed within twice the timeout).
+        let incomplete = match self
+            .liveness
+            .client_incomplete_since_ms
+            .load(Ordering::Relaxed)
+        {
+            COMPLETE => (Instant::now() + timeout, Due::Incomplete),
+            ms => (
+                self.liveness.started + Duration::from_millis(ms) + timeout,
+                Due::Incomplete,
+            ),
+        };
+        [ping_deadline, idle, Some(incomplete)]
+            .into_iter()
+            .flatten()
+            .min_by_key(|(at, _)| *at)
     }
 }
 
@@ -890,6 +934,7 @@ impl<'a> ConnectionParts<'a> {
                 last_activity_ms: AtomicU64::new(0),
                 awaiting_pong: AtomicU64::new(0),
                 tracks_idle: settings.idle_timeout.is_some(),
+                client_incomplete_since_ms: AtomicU64::new(COMPLETE),
             }),
             stats: [Arc::default(), Arc::default()],
         }
@@ -963,7 +1008,8 @@ async fn drive(
             .close((CloseCode::GOING_AWAY, "server shutting down"), None)
             .await;
     }
-    let mut idle = false;
+    // Set when a timeout closed both sides (the reason the access log gives).
+    let mut timed_out: Option<&'static str> = None;
     let first = loop {
         let due = keepalive.next();
         tokio::select! {
@@ -992,9 +1038,15 @@ async fn drive(
                 }
                 Some(Due::PingTimeout) => break None,
                 Some(Due::Idle) => {
-                    idle = true;
+                    timed_out = Some("idle timeout");
                     client_sink.lock().await.close((CloseCode::GOING_AWAY, "idle timeout"), None).await;
                     upstream_sink.lock().await.close((CloseCode::GOING_AWAY, "idle timeout"), Some(rand::random())).await;
+                    break None;
+                }
+                Some(Due::Incomplete) => {
+                    timed_out = Some(MESSAGE_TIMEOUT_REASON);
+                    client_sink.lock().await.close((CloseCode::POLICY, MESSAGE_TIMEOUT_REASON), None).await;
+                    upstream_sink.lock().await.close((CloseCode::GOING_AWAY, "client closed by proxy"), Some(rand::random())).await;
                     break None;
                 }
                 None => {}
@@ -1042,17 +1094,19 @@ async fn drive(
                 outcome.close_reason = (*reason).to_owned();
             }
         }
-        None if idle => {
-            outcome.close_reason = "idle timeout".to_owned();
-            let _ = timeout(settings.close_timeout, async {
-                tokio::join!(inbound_run, outbound_run)
-            })
-            .await;
-        }
-        None => {
-            outcome.close_code = Some(CloseCode::ABNORMAL.0);
-            outcome.close_reason = "no pong within ping-timeout".to_owned();
-        }
+        None => match timed_out {
+            Some(reason) => {
+                outcome.close_reason = reason.to_owned();
+                let _ = timeout(settings.close_timeout, async {
+                    tokio::join!(inbound_run, outbound_run)
+                })
+                .await;
+            }
+            None => {
+                outcome.close_code = Some(CloseCode::ABNORMAL.0);
+                outcome.close_reason = "no pong within ping-timeout".to_owned();
+            }
+        },
     }
     client_sink.lock().await.finish().await;
     upstream_sink.lock().await.finish().await;

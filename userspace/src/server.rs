@@ -351,6 +351,7 @@ async fn websocket<S: ClientStream>(
         ping_interval: route.websocket.ping_interval,
         ping_timeout: route.websocket.ping_timeout,
         idle_timeout: route.websocket.idle_timeout,
+        message_timeout: route.websocket.message_timeout,
     };
     let peer = conn.peer;
     let open = shared.open_guard();

@@ -101,6 +101,7 @@ fn spawn_relay(sockets: Sockets, shutdown: watch::Receiver<bool>) -> Ends {
             ping_interval: None,
             ping_timeout: Duration::from_secs(1),
             idle_timeout: None,
+            message_timeout: Duration::from_secs(60),
         };
         let peer = |stream| Peer {
             stream,

@@ -105,6 +105,53 @@ async fn traffic_postpones_the_idle_timeout() {
 }
 
 #[tokio::test]
+async fn a_client_that_stops_mid_message_is_closed_1008_and_nothing_of_it_is_forwarded() {
+    let (upstream, proxy) = start().await;
+    let frame = FrameSpec::text("never finished").encode();
+    let unfinished_message = FrameSpec::text("first of two").fin(false).encode();
+    for stalled in [
+        &frame[..frame.len() - 3],
+        &frame[..1],
+        &unfinished_message[..],
+    ] {
+        let mut client = RawClient::connect(proxy.addr, "/ws-hasty").await;
+        let started = Instant::now();
+        client.send_raw(stalled).await.expect("send");
+        client
+            .expect_close_reason(1008, "message not completed in time")
+            .await;
+        let after = started.elapsed();
+        assert!(
+            after >= Duration::from_millis(900),
+            "closed after {after:?}"
+        );
+        assert!(after < Duration::from_secs(4), "closed after {after:?}");
+    }
+    upstream
+        .wait_for("three upstream connections ended", |events| {
+            events
+                .iter()
+                .filter(|(_, event)| matches!(event, Event::Eof))
+                .count()
+                >= 3
+        })
+        .await;
+    assert_eq!(upstream.messages(), []);
+    // A message completed in time stops the clock: pauses between messages are no stall.
+    let mut client = RawClient::connect(proxy.addr, "/ws-hasty").await;
+    for _ in 0..3 {
+        client.send_raw(&unfinished_message).await.expect("send");
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        client.send(&FrameSpec::continuation("second of two")).await;
+        assert_eq!(
+            client.read_message().await,
+            (frame::TEXT, b"first of twosecond of two".to_vec())
+        );
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+}
+
+#[tokio::test]
 async fn connections_over_the_per_address_limit_get_503_until_one_closes() {
     let (_upstream, proxy) = start().await;
     let mut first = RawClient::connect(proxy.addr, "/ws-limited").await;

@@ -127,6 +127,8 @@ pub struct WebSocketSettings {
     pub max_connections: Option<usize>,
     pub max_connections_per_ip: Option<usize>,
     pub idle_timeout: Option<Duration>,
+    /// A client message (or frame) begun must be complete within this long.
+    pub message_timeout: Duration,
 }
 
 impl Default for WebSocketSettings {
@@ -139,6 +141,7 @@ impl Default for WebSocketSettings {
             max_connections: None,
             max_connections_per_ip: None,
             idle_timeout: None,
+            message_timeout: Duration::from_secs(60),
         }
     }
 }

@@ -51,6 +51,8 @@ routes {{
         websocket {{ enabled #true; ping-interval-secs 1; ping-timeout-secs 1 }} }}
     route "ws-idle" {{ priority 100; matches {{ path "/ws-idle" }}; upstream "backend"
         websocket {{ enabled #true; idle-timeout-secs 1 }} }}
+    route "ws-hasty" {{ priority 100; matches {{ path "/ws-hasty" }}; upstream "backend"
+        websocket {{ enabled #true; message-timeout-secs 1 }} }}
     route "ws-limited" {{ priority 100; matches {{ path "/ws-limited" }}; upstream "backend"
         websocket {{ enabled #true; max-connections-per-ip 2 }} }}
     route "ws-capped" {{ priority 100; matches {{ path "/ws-capped" }}; upstream "backend"

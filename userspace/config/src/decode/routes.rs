@@ -28,6 +28,7 @@ const WEBSOCKET_KEYS: &[&str] = &[
     "max-connections",
     "max-connections-per-ip",
     "idle-timeout-secs",
+    "message-timeout-secs",
 ];
 
 /// Connection limits above this are typos, not capacity plans.
@@ -231,6 +232,10 @@ fn decode_websocket(
                 "idle-timeout-secs" => decoder
                     .seconds(child, 1)
                     .map(|t| settings.idle_timeout = Some(t))
+                    .is_some(),
+                "message-timeout-secs" => decoder
+                    .seconds(child, 1)
+                    .map(|t| settings.message_timeout = t)
                     .is_some(),
                 "max-message-size" => match decoder.size(child) {
                     Some(0) => {
