@@ -155,6 +155,10 @@ fn sqli_evasions_are_blocked() {
             "1 union values row(1,2)",
             "1 union table users",
             "1 and get_lock('x',5)",
+            "1 AND N'a'='a'",
+            "1 OR E'\\x31'='1'",
+            "1 union select distinctrow password from users",
+            "1; SET GLOBAL general_log='ON'",
         ],
     );
 }

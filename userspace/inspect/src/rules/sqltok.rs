@@ -120,7 +120,12 @@ pub fn tokenize(text: &str, limit: usize) -> Vec<Token<'_>> {
                 {
                     i += 1;
                 }
-                Kind::Word
+                if bytes.get(i) == Some(&b'\'') && literal_prefix(&text[start..i]) {
+                    i = string_end(bytes, i);
+                    Kind::Str
+                } else {
+                    Kind::Word
+                }
             }
             _ => {
                 i += 1;
@@ -134,6 +139,14 @@ pub fn tokenize(text: &str, limit: usize) -> Vec<Token<'_>> {
         });
     }
     tokens
+}
+
+/// Prefixes glued to a string literal that keep it one: national (`N'a'`), escape (`E'\x31'`,
+/// PostgreSQL), bit and hex (`B'1'`, `X'31'`), and MySQL's character set introducers
+/// (`_latin1'a'`).
+fn literal_prefix(word: &str) -> bool {
+    matches!(word, "n" | "N" | "e" | "E" | "b" | "B" | "x" | "X")
+        || (word.len() > 1 && word.starts_with('_'))
 }
 
 fn is_word_byte(b: u8) -> bool {
@@ -326,6 +339,11 @@ mod tests {
         );
         assert_eq!(kinds("a<>b /* c */ d"), [Word, Op, Word, Comment, Word]);
         assert_eq!(kinds("'it''s'"), [Str]);
+        assert_eq!(
+            kinds("N'a'=E'\\x61' or _latin1'a'=X'61'"),
+            [Str, Op, Str, Word, Str, Op, Str]
+        );
+        assert_eq!(kinds("don't"), [Word, Str]);
     }
 
     #[test]
