@@ -590,6 +590,8 @@ mod tests {
         assert_eq!(view("x;${x:-id}", Layout::Shell), "x;id");
         assert_eq!(view("x;${x-who}ami", Layout::Shell), "x;whoami");
         assert_eq!(view("x;$0 -c id", Layout::Shell), "x;sh -c id");
+        assert_eq!(view("x;$SHELL -c id", Layout::Shell), "x;sh -c id");
+        assert_eq!(view("x;$\"id\"", Layout::Shell), "x;id");
         assert_eq!(view("x;$x'w'hoami", Layout::Shell), "x;whoami");
         assert_eq!(view("it's $'unclosed", Layout::Shell), "its $unclosed");
         assert_eq!(view("${a:-}", Layout::Shell), "${a:-}");

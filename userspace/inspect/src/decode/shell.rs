@@ -143,6 +143,8 @@ pub(super) fn shell_step(
                 Some(b'(') => glued_substitution(bytes, i, 2, b')', w),
                 Some(b'{') if rest.get(2) == Some(&b'}') => Some(i + 3),
                 Some(b'\'') => ansi_c_quoted(src, i + 2, w),
+                // `$"..."` is a string bash translates: the quotes are all that is left.
+                Some(b'"') => Some(i + 1),
                 _ => expansion(src, i, w, assignments),
             }
         }
@@ -241,6 +243,11 @@ fn expansion(
         return match assigned {
             Some(value) => {
                 push_folded(w, value.chars());
+                Some(name_end)
+            }
+            // The user's shell, as `$0` names the running one.
+            None if name == "SHELL" && !w.follows_word() => {
+                w.push_str("sh");
                 Some(name_end)
             }
             // A quote after it vanishes too, joining what follows (`$x'w'hoami`).
