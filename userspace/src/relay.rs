@@ -169,7 +169,15 @@ struct Liveness {
 
 const COMPLETE: u64 = u64::MAX;
 
-const MESSAGE_TIMEOUT_REASON: &str = "message not completed in time";
+/// The Closes a timeout sends the client and the upstream.
+const IDLE_CLOSES: (Notice, Notice) = (
+    (CloseCode::GOING_AWAY, "idle timeout"),
+    (CloseCode::GOING_AWAY, "idle timeout"),
+);
+const INCOMPLETE_CLOSES: (Notice, Notice) = (
+    (CloseCode::POLICY, "message not completed in time"),
+    (CloseCode::GOING_AWAY, "client closed by proxy"),
+);
 
 const KEEPALIVE_PREFIX: &[u8] = b"frameguard-keepalive-";
 
@@ -1037,16 +1045,14 @@ async fn drive(
                     client_sink.lock().await.write(&frame, None).await;
                 }
                 Some(Due::PingTimeout) => break None,
-                Some(Due::Idle) => {
-                    timed_out = Some("idle timeout");
-                    client_sink.lock().await.close((CloseCode::GOING_AWAY, "idle timeout"), None).await;
-                    upstream_sink.lock().await.close((CloseCode::GOING_AWAY, "idle timeout"), Some(rand::random())).await;
-                    break None;
-                }
-                Some(Due::Incomplete) => {
-                    timed_out = Some(MESSAGE_TIMEOUT_REASON);
-                    client_sink.lock().await.close((CloseCode::POLICY, MESSAGE_TIMEOUT_REASON), None).await;
-                    upstream_sink.lock().await.close((CloseCode::GOING_AWAY, "client closed by proxy"), Some(rand::random())).await;
+                Some(due @ (Due::Idle | Due::Incomplete)) => {
+                    let (to_client, to_upstream) = match due {
+                        Due::Idle => IDLE_CLOSES,
+                        _ => INCOMPLETE_CLOSES,
+                    };
+                    timed_out = Some(to_client.1);
+                    client_sink.lock().await.close(to_client, None).await;
+                    upstream_sink.lock().await.close(to_upstream, Some(rand::random())).await;
                     break None;
                 }
                 None => {}

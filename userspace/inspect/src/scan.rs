@@ -555,7 +555,7 @@ fn add_string_as_text(
 ) {
     let shape = views.add_string(message, s);
     if depth < MAX_NESTING && (shape.may_be_base64 || s.len() > base64::MIN_EMBEDDED_LEN) {
-        add_base64_text(views, buffers, message, s, depth);
+        add_base64_text(views, buffers, message, s, shape.may_be_base64, depth);
     }
 }
 
@@ -585,9 +585,10 @@ fn add_base64_text(
     buffers: &mut simd_json::Buffers,
     message: usize,
     s: &str,
+    may_be_whole: bool,
     depth: usize,
 ) {
-    base64::visit_decoded(s, &mut |encoded| {
+    base64::visit_decoded(s, may_be_whole, &mut |encoded| {
         add_encoded(views, buffers, message, encoded, depth)
     });
 }

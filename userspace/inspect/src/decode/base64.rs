@@ -45,9 +45,10 @@ pub enum Encoded {
 /// Shortest base64 run looked for inside a longer string.
 pub const MIN_EMBEDDED_LEN: usize = 16;
 
-/// What `s` carries in base64: all of it, or base64 inside it ([`visit_embedded`]).
-pub fn visit_decoded(s: &str, visit: &mut dyn FnMut(Encoded)) {
-    match decode_text(s) {
+/// What `s` carries in base64: all of it, when it `may_be_whole` base64
+/// ([`super::normalize::Shape::may_be_base64`]), or base64 inside it ([`visit_embedded`]).
+pub fn visit_decoded(s: &str, may_be_whole: bool, visit: &mut dyn FnMut(Encoded)) {
+    match may_be_whole.then(|| decode_text(s)).flatten() {
         Some(encoded) => visit(encoded),
         None => visit_embedded(s, visit),
     }
@@ -62,18 +63,32 @@ fn visit_embedded(s: &str, visit: &mut dyn FnMut(Encoded)) {
     if bytes.len() <= MIN_EMBEDDED_LEN {
         return;
     }
-    if let Some(encoded) = unwrapped(s).and_then(|joined| decode_text(&joined)) {
-        visit(encoded);
+    // One pass tells whether there is anything to decode (nearly every string is chat): a run
+    // long enough, or nothing but base64 groups between whitespace.
+    let (mut run, mut longest, mut grouped) = (0, 0, true);
+    for &b in bytes {
+        let class = BYTE_CLASS[b as usize];
+        run = if class == ALPHABET { run + 1 } else { 0 };
+        longest = longest.max(run);
+        grouped &= class != OTHER;
+    }
+    if grouped {
+        if let Some(encoded) = unwrapped(s).and_then(|joined| decode_text(&joined)) {
+            visit(encoded);
+            return;
+        }
+    }
+    if longest < MIN_EMBEDDED_LEN {
         return;
     }
     let mut i = 0;
     while i < bytes.len() {
-        if !is_base64_byte(bytes[i]) {
+        if !in_alphabet(bytes[i]) {
             i += 1;
             continue;
         }
         let start = i;
-        while i < bytes.len() && is_base64_byte(bytes[i]) {
+        while i < bytes.len() && in_alphabet(bytes[i]) {
             i += 1;
         }
         let mut end = i;
@@ -101,25 +116,47 @@ fn visit_embedded(s: &str, visit: &mut dyn FnMut(Encoded)) {
 /// `s` without the whitespace between its groups, when it is three or more groups of base64
 /// characters of one width (four or more; the last may be shorter).
 fn unwrapped(s: &str) -> Option<String> {
-    if !s.bytes().any(|b| b.is_ascii_whitespace()) {
-        return None;
+    // Checked without collecting: nearly every string with a space is chat.
+    let width = s.split_ascii_whitespace().next()?.len();
+    let mut groups = 0;
+    let mut last = 0;
+    for group in s.split_ascii_whitespace() {
+        let fits = (groups == 0 || last == width) && group.len() <= width;
+        if !fits || !group.bytes().all(|b| in_alphabet(b) || b == b'=') {
+            return None;
+        }
+        groups += 1;
+        last = group.len();
     }
-    let groups: Vec<&str> = s.split_ascii_whitespace().collect();
-    let (last, full) = groups.split_last()?;
-    let width = full.first()?.len();
-    let regular = groups.len() >= 3
-        && width >= 4
-        && full.iter().all(|group| group.len() == width)
-        && last.len() <= width
-        && groups
-            .iter()
-            .all(|group| group.bytes().all(|b| is_base64_byte(b) || b == b'='));
-    regular.then(|| groups.concat())
+    (groups >= 3 && width >= 4).then(|| s.split_ascii_whitespace().collect())
 }
 
-fn is_base64_byte(b: u8) -> bool {
+/// A character of either base64 alphabet (standard or URL-safe), padding aside.
+pub const fn in_alphabet(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_')
 }
+
+const OTHER: u8 = 0;
+const ALPHABET: u8 = 1;
+/// Padding or whitespace, which may stand between base64 groups.
+const BETWEEN: u8 = 2;
+
+static BYTE_CLASS: [u8; 256] = {
+    let mut table = [OTHER; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        table[b] = if in_alphabet(byte) {
+            ALPHABET
+        } else if byte == b'=' || byte.is_ascii_whitespace() {
+            BETWEEN
+        } else {
+            OTHER
+        };
+        b += 1;
+    }
+    table
+};
 
 /// The bytes `s` encodes in base64, standard or URL-safe alphabet, padded or not. The decoder
 /// refuses other bytes, a mix of the alphabets, `=` inside and over-long padding.
@@ -160,7 +197,7 @@ mod tests {
 
     fn embedded(s: &str) -> Vec<String> {
         let mut out = Vec::new();
-        super::visit_decoded(s, &mut |encoded| {
+        super::visit_decoded(s, true, &mut |encoded| {
             if let Encoded::Text(text) = encoded {
                 out.push(text);
             }

@@ -6,7 +6,7 @@
 //! `\n` except [`Layout::Lines`], which keeps line breaks on purpose: the scan buffer uses `\n`
 //! between segments and built-in patterns never match it.
 
-use super::base64::MIN_ENCODED_LEN;
+use super::base64::{in_alphabet, MIN_ENCODED_LEN};
 use super::shell::{shell_step, Assignments};
 
 /// How a view treats comments, line breaks and shell quoting.
@@ -68,7 +68,7 @@ pub(crate) mod class {
 }
 
 const fn is_base64_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_' | b'=')
+    in_alphabet(b) || b == b'='
 }
 
 const fn is_beyond_hex(b: u8) -> bool {
